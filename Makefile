@@ -1,0 +1,38 @@
+# `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# A CPU build of PyTorch: the exact release first (a local wheel where one is offered),
+# then PyTorch's own CPU index, so a plain `torch` never pulls a multi-GB CUDA build.
+TORCH_PIN ?= torch==2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+# Real pretrained GANs shipped as MIT wheels; only their weight files are read.
+MODEL_WHEELS := gan-face-generate==1.1.1 omniart-eye-generator==0.1
+
+.PHONY: install demo test bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_PIN)" \
+		|| $(PY) -m pip install -q --index-url $(TORCH_CPU_INDEX) "torch>=2.2,<3"
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps $(MODEL_WHEELS)
+	touch $@
+
+demo: install
+	$(VENV)/bin/lowrankgan demo --out outputs/demo
+
+test: install
+	$(PY) -m pytest tests
+
+bench: install
+	$(PY) bench/run.py --out docs/benchmarks.md
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+clean:
+	rm -rf $(VENV) outputs build *.egg-info src/*.egg-info
