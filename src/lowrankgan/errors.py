@@ -1,0 +1,12 @@
+"""The one exception type for bad user input.
+
+Anything a user can get wrong (a model name, a region, a file) raises `UserInputError` with a
+message that fits on one line; the CLI prints it as `error: <message>` and exits with code 2.
+Everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserInputError(ValueError):
+    """Bad input from the user: a one-line message, exit code 2 on the command line."""
