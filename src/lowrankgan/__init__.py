@@ -1,0 +1,35 @@
+"""lowrankgan: low-rank subspaces in pretrained GANs for precise local image editing.
+
+The data flows one way: model -> latent -> Jacobian field -> region Gram -> robust PCA ->
+subspaces -> directions -> edits -> images and artifacts.
+"""
+
+__version__ = "0.1.0"
+
+from .analysis import Analysis, AnalysisSettings, analyze  # noqa: E402
+from .editing import edit, edit_analysis  # noqa: E402
+from .errors import UserInputError  # noqa: E402
+from .jacobian import jacobian_field, jacobian_gram  # noqa: E402
+from .metrics import locality  # noqa: E402
+from .models import Model, list_models, load_model  # noqa: E402
+from .regions import region_mask  # noqa: E402
+from .rpca import rpca, solve_rpca  # noqa: E402
+
+__all__ = [
+    "Analysis",
+    "AnalysisSettings",
+    "Model",
+    "UserInputError",
+    "__version__",
+    "analyze",
+    "edit",
+    "edit_analysis",
+    "jacobian_field",
+    "jacobian_gram",
+    "list_models",
+    "load_model",
+    "locality",
+    "region_mask",
+    "rpca",
+    "solve_rpca",
+]

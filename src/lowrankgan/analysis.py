@@ -1,0 +1,374 @@
+"""One analysis: from a model, a latent and two regions to local-edit directions.
+
+The pipeline of the paper, end to end: masks -> one Jacobian field -> the Gram matrices of
+the region and of the kept region (normalised per value) -> robust PCA of each -> the
+region's principal space and the kept region's null space -> directions (`lowrank`, the
+paper's projection, or `contrast`, our generalised eigenproblem). `Analysis` holds the result
+with everything needed to reproduce or continue it (masks, ranks, solver statistics, timings)
+and saves to `analysis.npz` + `analysis.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .artifacts import atomic_write_text, save_npz_atomic
+from .errors import UserInputError
+from .jacobian import gram_from_field, jacobian_field, mask_weights
+from .models.base import Model
+from .regions import RegionSpec, describe, keep_mask, region_mask
+from .rpca import solve_rpca
+from .subspace import (
+    check_rank,
+    contrast_directions,
+    eig_desc,
+    energy_rank,
+    numerical_rank,
+    null_space_basis,
+    principal_subspace,
+    projected_directions,
+)
+
+METHODS = ("lowrank", "contrast")
+DEFAULT_LAMBDA_SCALE = 4.0
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """How to analyse: ranks, rules and solver choices (all recorded in the results).
+
+    region_energy / keep_energy: the automatic rank rules, the fraction of the low-rank
+    Gram's spectrum the principal spaces hold; `rank` / `keep_rank` override them. The kept
+    region's rule is strict (0.999) because its null space must leave it still.
+    rpca_lambda: sparsity weight; default `4 / sqrt(d)` (the textbook `1 / sqrt(d)` and the
+    authors' 1/60 both leave too little of a Jacobian Gram in `L` for a stable null space:
+    measured on dcgan-faces, see docs/benchmarks.md).
+    rank_rule: `"energy"` (ours) or `"numerical"` (the authors': `matrix_rank(L)`).
+    `AUTHORS_SETTINGS` reproduces the paper's choices.
+    """
+
+    method: str = "lowrank"
+    rank: int | None = None
+    keep_rank: int | None = None
+    region_energy: float = 0.9
+    keep_energy: float = 0.999
+    rank_rule: str = "energy"
+    rpca_solver: str = "ialm"
+    rpca_lambda: float | None = None
+    rpca_tol: float = 1e-7
+    use_rpca: bool = True
+    contrast_tau: float = 1e-2
+    contrast_on_low_rank: bool = False
+    size: tuple[int, int] | None = None
+    fuse_channels: bool = False
+    memory_budget: int | None = None
+    chunk_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UserInputError(f"unknown method {self.method!r}; choose {', '.join(METHODS)}")
+        for name in ("region_energy", "keep_energy"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise UserInputError(f"{name} must be in (0, 1], got {value}")
+        if self.rank_rule not in ("energy", "numerical"):
+            raise UserInputError(f"unknown rank rule {self.rank_rule!r}")
+        if self.contrast_tau <= 0:
+            raise UserInputError(f"contrast tau must be positive, got {self.contrast_tau}")
+        if self.rpca_lambda is not None and self.rpca_lambda <= 0:
+            raise UserInputError(f"RPCA lambda must be positive, got {self.rpca_lambda}")
+
+
+#: The paper's choices: fixed-penalty ADMM, lambda = 1/60, rank = matrix_rank(L).
+AUTHORS_SETTINGS = {"rpca_solver": "admm", "rpca_lambda": 1 / 60, "rank_rule": "numerical"}
+
+
+@dataclass
+class Analysis:
+    """Result of `analyze`. Arrays are float64 numpy on the CPU.
+
+    latent (d,), region_basis (d, r), region_singular_values (r,), null_basis (d, n),
+    directions (d, k) unit columns strongest first, direction_strengths (k,),
+    region_mask / keep_mask (H, W) bool.
+    """
+
+    latent: np.ndarray
+    region_basis: np.ndarray
+    region_singular_values: np.ndarray
+    null_basis: np.ndarray
+    directions: np.ndarray
+    direction_strengths: np.ndarray
+    region_mask: np.ndarray
+    keep_mask: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    ARRAYS = (
+        "latent",
+        "region_basis",
+        "region_singular_values",
+        "null_basis",
+        "directions",
+        "direction_strengths",
+        "region_mask",
+        "keep_mask",
+    )
+
+    @property
+    def keep_rank(self) -> int:
+        return int(self.info["ranks"]["keep"])
+
+    def direction(self, index: int = 0) -> np.ndarray:
+        """Direction `index` (0 = strongest) as `(d,)`."""
+        count = self.directions.shape[1]
+        if not 0 <= index < count:
+            raise UserInputError(f"direction index {index} is out of range 0..{count - 1}")
+        return self.directions[:, index]
+
+    def save(self, out_dir: Path) -> tuple[Path, Path]:
+        """Write `analysis.npz` and `analysis.json` into `out_dir` (atomically)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        npz = out_dir / "analysis.npz"
+        save_npz_atomic(npz, **{name: getattr(self, name) for name in self.ARRAYS})
+        meta = out_dir / "analysis.json"
+        atomic_write_text(meta, json.dumps(self.info, indent=2, sort_keys=True) + "\n")
+        return npz, meta
+
+    @classmethod
+    def load(cls, path: Path) -> Analysis:
+        """Read an `analysis.npz` (and its `analysis.json` beside it, if present)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "analysis.npz"
+        if not path.is_file():
+            raise UserInputError(f"analysis file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in cls.ARRAYS if name in data}
+        except (OSError, ValueError) as exc:
+            raise UserInputError(f"cannot read analysis {path}: {exc}") from None
+        missing = [name for name in ("latent", "directions", "null_basis") if name not in arrays]
+        if missing:
+            raise UserInputError(f"{path} is not an analysis file (missing {', '.join(missing)})")
+        meta_path = path.with_suffix(".json")
+        info: dict[str, Any] = {}
+        if meta_path.is_file():
+            try:
+                info = json.loads(meta_path.read_text())
+            except json.JSONDecodeError:
+                raise UserInputError(f"{meta_path} is not valid JSON") from None
+        d = arrays["latent"].shape[0]
+        empty = np.zeros((d, 0))
+        return cls(
+            latent=arrays["latent"],
+            region_basis=arrays.get("region_basis", empty),
+            region_singular_values=arrays.get("region_singular_values", np.zeros(0)),
+            null_basis=arrays["null_basis"],
+            directions=arrays["directions"],
+            direction_strengths=arrays.get(
+                "direction_strengths", np.zeros(arrays["directions"].shape[1])
+            ),
+            region_mask=arrays.get("region_mask", np.zeros((0, 0), dtype=bool)),
+            keep_mask=arrays.get("keep_mask", np.zeros((0, 0), dtype=bool)),
+            info=info,
+        )
+
+
+def low_rank_part(matrix: torch.Tensor, settings: AnalysisSettings) -> tuple[torch.Tensor, dict]:
+    """`L` of the Gram and the solver's statistics (plain Gram when RPCA is off)."""
+    if not settings.use_rpca:
+        return matrix, {"solver": "none"}
+    start = time.perf_counter()
+    lam = settings.rpca_lambda or DEFAULT_LAMBDA_SCALE / math.sqrt(matrix.shape[0])
+    result = solve_rpca(matrix, lam, solver=settings.rpca_solver, tol=settings.rpca_tol)
+    stats = {
+        "solver": result.solver,
+        "lambda": result.lam,
+        "iterations": result.iterations,
+        "converged": result.converged,
+        "residual": result.residual,
+        "sparse_fraction": float((result.sparse.abs() > 1e-12 * matrix.abs().max()).double()
+                                 .mean()),
+        "seconds": time.perf_counter() - start,
+    }
+    return result.low_rank, stats
+
+
+def kept_null_space(
+    keep_gram: torch.Tensor, settings: AnalysisSettings, keep_rank: int | None = None
+) -> tuple[torch.Tensor, int, torch.Tensor, dict]:
+    """Null space `(d, n)` of the kept region, its rank, its low-rank Gram and the RPCA
+    statistics."""
+    low_rank, stats = low_rank_part(keep_gram, settings)
+    dim = keep_gram.shape[0]
+    if keep_rank is None:
+        values, _ = eig_desc(low_rank)
+        keep_rank = min(auto_rank(values, settings.keep_energy, settings.rank_rule), dim - 1)
+    return null_space_basis(low_rank, keep_rank), keep_rank, low_rank, stats
+
+
+def region_grams(
+    model: Model,
+    latent: torch.Tensor,
+    masks: torch.Tensor,
+    settings: AnalysisSettings,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Per-value Gram matrices `(m, d, d)` float64 of `(m, H, W)` masks at `latent`."""
+    size = settings.size
+    field_ = jacobian_field(
+        model,
+        latent,
+        size=size,
+        fuse_channels=settings.fuse_channels,
+        chunk_size=settings.chunk_size,
+        memory_budget=settings.memory_budget,
+        progress=progress,
+    )
+    weights = mask_weights(masks, field_.shape[-2:])
+    grams = gram_from_field(field_, weights)
+    values_per_pixel = field_.shape[1]
+    areas = weights.sum(dim=(-2, -1)).to(torch.float64).to(grams.device) * values_per_pixel
+    return grams / areas.view(-1, 1, 1)
+
+
+def analyze(
+    model: Model,
+    latent: torch.Tensor,
+    region: RegionSpec,
+    keep: RegionSpec | None = None,
+    settings: AnalysisSettings | None = None,
+    *,
+    progress: bool = False,
+    **overrides: Any,
+) -> Analysis:
+    """Find local-edit directions for `region` of the image of `latent`.
+
+    Args:
+        model: the generator.
+        latent: `(d,)` point of the model's analysis space.
+        region: the region to edit (preset name, `box:...`, PNG path or `(H, W)` bool mask).
+        keep: the region to hold still; default everything outside `region`.
+        settings: an `AnalysisSettings`; keyword `overrides` replace its fields
+            (e.g. `method="contrast", rank=5`).
+        progress: show a progress bar for the Jacobian.
+    """
+    settings = settings or AnalysisSettings()
+    if overrides:
+        settings = AnalysisSettings(**{**settings.__dict__, **overrides})
+    dim = model.latent_dim
+    latent = torch.as_tensor(latent).detach().reshape(-1)
+    if latent.numel() != dim:
+        raise UserInputError(f"latent has {latent.numel()} values, the model expects {dim}")
+    if not torch.isfinite(latent).all():
+        raise UserInputError("latent contains NaN or Inf")
+    if settings.rank is not None:
+        check_rank(settings.rank, dim, "rank")
+    if settings.keep_rank is not None:
+        check_rank(settings.keep_rank, dim, "keep rank", allow_full=False)
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    region_m = region_mask(model, region)
+    keep_m = keep_mask(model, region_m, keep)
+    grams = region_grams(model, latent, torch.stack([region_m, keep_m]), settings, progress)
+    grams = grams.cpu()
+    region_gram, keep_gram = grams[0], grams[1]
+    timings["jacobian_gram"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    region_low, region_stats = low_rank_part(region_gram, settings)
+    values, _ = eig_desc(region_low)
+    rank = settings.rank or auto_rank(values, settings.region_energy, settings.rank_rule)
+    region_basis, singular_values = principal_subspace(region_low, rank)
+    null_basis, keep_rank, keep_low, keep_stats = kept_null_space(
+        keep_gram, settings, settings.keep_rank
+    )
+    timings["rpca_subspaces"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    if settings.method == "lowrank":
+        directions, strengths = projected_directions(region_basis, null_basis, region_gram)
+        if directions.shape[1] == 0:
+            raise UserInputError(
+                "no principal direction of the region has a part in the kept region's null "
+                "space; lower --keep-rank or raise --rank"
+            )
+    else:
+        if settings.contrast_on_low_rank:
+            target, against = _psd(region_low), _psd(keep_low)
+        else:
+            target, against = region_gram, keep_gram
+        directions, strengths = contrast_directions(
+            target, against, settings.contrast_tau, count=max(rank, 1)
+        )
+    timings["directions"] = time.perf_counter() - start
+
+    info = {
+        "version": __version__,
+        "model": model.name,
+        "model_source": model.source,
+        "space": model.space,
+        "latent_dim": dim,
+        "resolution": list(model.resolution),
+        "class": None
+        if model.condition is None or model.class_names is None
+        else model.class_names[model.condition],
+        "region": describe(region),
+        "keep": describe(keep),
+        "region_pixels": int(region_m.sum()),
+        "keep_pixels": int(keep_m.sum()),
+        "method": settings.method,
+        "ranks": {
+            "region": int(rank),
+            "keep": int(keep_rank),
+            "null_space": int(null_basis.shape[1]),
+            "directions": int(directions.shape[1]),
+            "rule": "user" if settings.rank else _rule_name(settings, settings.region_energy),
+            "keep_rule": "user"
+            if settings.keep_rank
+            else _rule_name(settings, settings.keep_energy),
+        },
+        "rpca": {"region": region_stats, "keep": keep_stats},
+        "settings": {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()
+        },
+        "timings_seconds": timings,
+        "device": str(model.device),
+    }
+    return Analysis(
+        latent=latent.cpu().double().numpy(),
+        region_basis=region_basis.numpy(),
+        region_singular_values=singular_values.numpy(),
+        null_basis=null_basis.numpy(),
+        directions=directions.numpy(),
+        direction_strengths=strengths.numpy(),
+        region_mask=region_m.numpy(),
+        keep_mask=keep_m.numpy(),
+        info=info,
+    )
+
+
+def auto_rank(values: torch.Tensor, energy: float, rule: str) -> int:
+    """Rank of a low-rank Gram from its decreasing spectrum `(d,)` under `rule`."""
+    if rule == "numerical":
+        return numerical_rank(values)
+    return energy_rank(values, energy)
+
+
+def _rule_name(settings: AnalysisSettings, energy: float) -> str:
+    return "numerical rank" if settings.rank_rule == "numerical" else f"energy {energy}"
+
+
+def _psd(matrix: torch.Tensor) -> torch.Tensor:
+    """Nearest PSD matrix (negative eigenvalues clipped): `(d, d)`."""
+    values, vectors = torch.linalg.eigh(0.5 * (matrix + matrix.T))
+    return (vectors * values.clamp(min=0)) @ vectors.T

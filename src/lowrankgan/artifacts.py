@@ -1,0 +1,214 @@
+"""Writing outputs so that nothing half-written is ever left behind.
+
+This module owns every write of a result file: single files go through a temp file in the
+same folder plus `os.replace` (atomic on POSIX and Windows), whole output folders are built in
+a hidden staging folder and moved in only when the work succeeded. It also owns the up-front
+check that an output folder is writable, so a long run fails in its first second, not its last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from lowrankgan.errors import UserInputError
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_writable_dir",
+    "save_npz_atomic",
+    "staged_output",
+]
+
+
+def _current_umask() -> int:
+    # os.umask can only be read by setting it; doing it once at import keeps the window tiny.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable; a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so readers see either the old file or the complete new one.
+
+    The bytes go to a temp file in the same folder (a rename is only atomic within one file
+    system), are fsynced, then renamed over `path`. On any failure the temp file is removed and
+    an existing `path` is untouched. The folder must exist.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
+    """Atomically write `text` to `path` (no newline translation, so output is identical on
+    every platform)."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """Atomically save `arrays` as an uncompressed `.npz` archive at `path`.
+
+    The archive is built in memory first because `np.savez` writes incrementally and would leave
+    a truncated zip behind if interrupted; it also silently appends `.npz` to other names, so the
+    suffix is required up front to keep the written name equal to the requested one.
+    """
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise UserInputError(f"an array archive must end with .npz, got {path.name!r}")
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _missing_ancestors(folder: Path) -> list[Path]:
+    """The folders from `folder` upwards that do not exist yet, outermost first."""
+    missing: list[Path] = []
+    current = folder
+    while not os.path.lexists(current) and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    return missing[::-1]
+
+
+def _fsync_file(path: Path) -> None:
+    # Code writing into the staging folder rarely fsyncs; without this a crash right after the
+    # rename could expose an empty file under its final name.
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _merge_into(staging: Path, target: Path) -> None:
+    """Move every file of `staging` (recursively) into `target`, replacing same-named files."""
+    for root, _dirs, files in os.walk(staging):
+        relative = Path(root).relative_to(staging)
+        destination = target / relative
+        destination.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            source = Path(root) / name
+            if source.is_file() and not source.is_symlink():
+                _fsync_file(source)
+            os.replace(source, destination / name)
+        _fsync_dir(destination)
+
+
+@contextlib.contextmanager
+def staged_output(path: Path) -> Iterator[Path]:
+    """Yield a staging folder whose files land in `path` only if the block finishes normally.
+
+    The staging folder is a hidden sibling `.<name>.partial-<random>` (same file system, so the
+    moves are renames). On normal exit every file in it is moved into `path`, which is created if
+    missing; unrelated files already in `path` are kept and same-named ones are replaced. On an
+    exception (including KeyboardInterrupt) the staging folder is deleted and `path` is left as it
+    was: not created if it did not exist, and any parent folders made for the staging are removed.
+
+    Raises UserInputError before yielding if `path` exists and is not a folder.
+    """
+    path = Path(path).absolute()
+    if os.path.lexists(path) and not path.is_dir():
+        raise UserInputError(f"output path {path} exists and is not a directory")
+    created_parents = _missing_ancestors(path.parent)
+    staging: Path | None = None
+    committed = False
+    try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise UserInputError(f"cannot create output directory {path}: {reason}") from None
+        yield staging
+        if os.path.lexists(path):
+            _merge_into(staging, path)
+        else:
+            for root, _dirs, files in os.walk(staging):
+                for name in files:
+                    candidate = Path(root) / name
+                    if candidate.is_file() and not candidate.is_symlink():
+                        _fsync_file(candidate)
+            # A brand-new output folder appears in one rename, complete.
+            os.chmod(staging, 0o777 & ~_UMASK)
+            try:
+                os.rename(staging, path)
+            except OSError:
+                # Someone created `path` meanwhile (rename refuses non-empty targets): merge.
+                if not path.is_dir():
+                    raise
+                _merge_into(staging, path)
+            _fsync_dir(path.parent)
+        committed = True
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not committed:
+            for folder in reversed(created_parents):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only succeeds while empty, so nothing else is lost
+
+
+def check_writable_dir(path: Path) -> None:
+    """Raise UserInputError unless `path` is (or can become) a folder we can write into.
+
+    An existing `path` must be a folder; a missing one needs its nearest existing ancestor to be
+    a writable folder. Writability is tested by really creating and removing a temp file, since
+    permission bits lie (root, ACLs, read-only mounts). Leaves nothing behind.
+    """
+    path = Path(path).absolute()
+    if os.path.lexists(path):
+        if not path.is_dir():
+            raise UserInputError(f"output path {path} exists and is not a directory")
+        probe_dir = path
+    else:
+        probe_dir = path.parent
+        while not os.path.lexists(probe_dir) and probe_dir != probe_dir.parent:
+            probe_dir = probe_dir.parent
+        if not probe_dir.is_dir():
+            raise UserInputError(
+                f"cannot create output directory {path}: {probe_dir} is not a directory"
+            )
+    try:
+        fd, probe = tempfile.mkstemp(dir=probe_dir, prefix=".lowrankgan-write-test-")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserInputError(f"output directory {probe_dir} is not writable: {reason}") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)

@@ -1,0 +1,312 @@
+"""The `lowrankgan` command line: models, analyze, edit, demo.
+
+Every bad input ends the same way: one line `error: ...` on stderr and exit code 2, with
+nothing half-written left behind (outputs are staged and moved into place at the end).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from . import __version__
+from .analysis import AUTHORS_SETTINGS, METHODS, Analysis, AnalysisSettings, analyze
+from .artifacts import check_writable_dir, save_npz_atomic, staged_output
+from .editing import DEFAULT_STEP, edit_analysis, parse_strengths
+from .errors import UserInputError
+from .models import Model, list_models, load_model
+
+EXIT_USAGE = 2
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`"0-3,7"` -> `[0, 1, 2, 3, 7]`."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low, sep, high = part.partition("-") if not part.startswith("-") else (part, "", "")
+        try:
+            if sep:
+                first, last = int(low), int(high)
+                if last < first:
+                    raise UserInputError(f"seed range {part!r} is inverted")
+                seeds.extend(range(first, last + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise UserInputError(f"seeds must be integers or ranges like 0-15, got {text!r}") from None
+    if not seeds:
+        raise UserInputError("no seeds given")
+    if any(s < 0 for s in seeds):
+        raise UserInputError("seeds must be non-negative")
+    return seeds
+
+
+def load_latent_file(path: Path, dim: int) -> torch.Tensor:
+    """A `.npy` latent of shape `(d,)` or `(1, d)`, finite."""
+    if not path.is_file():
+        raise UserInputError(f"latent file not found: {path}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UserInputError(f"cannot read latent {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+        raise UserInputError(f"latent {path} must hold a numeric array")
+    if array.size != dim or array.ndim > 2 or (array.ndim == 2 and array.shape[0] != 1):
+        raise UserInputError(
+            f"latent {path} has shape {array.shape}, the model expects ({dim},)"
+        )
+    if not np.isfinite(array).all():
+        raise UserInputError(f"latent {path} contains NaN or Inf")
+    return torch.from_numpy(array.astype(np.float32).reshape(dim))
+
+
+def _model(model: str, checkpoint: str | None, class_: str | None, device: str) -> Model:
+    return load_model(model, device=device, checkpoint=checkpoint, class_=class_)
+
+
+def _latent(model: Model, seed: int | None, latent: str | None) -> tuple[torch.Tensor, str]:
+    if (seed is None) == (latent is None):
+        raise UserInputError("give exactly one of --seed or --latent")
+    if latent is not None:
+        return load_latent_file(Path(latent), model.latent_dim).to(model.device), latent
+    if seed < 0:
+        raise UserInputError("--seed must be non-negative")
+    return model.sample_latent(seed), f"seed {seed}"
+
+
+def model_options(func):  # noqa: ANN001, ANN201 - click decorator
+    for option in reversed(
+        [
+            click.option("--model", "model_name", required=True, help="Name, checkpoint or file.py:factory."),
+            click.option("--checkpoint", default=None, help="Other weights for a named model."),
+            click.option("--class", "class_", default=None, help="Class index or name (conditional models)."),
+            click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def analysis_options(func):  # noqa: ANN001, ANN201 - click decorator
+    for option in reversed(
+        [
+            click.option("--keep", default=None, help="Region to hold still (default: the rest)."),
+            click.option("--method", type=click.Choice(METHODS), default="lowrank", show_default=True),
+            click.option("--rank", type=int, default=None, help="Rank of the region's principal space."),
+            click.option("--keep-rank", type=int, default=None, help="Rank of the kept region's principal space."),
+            click.option("--region-energy", type=float, default=0.9, show_default=True),
+            click.option("--keep-energy", type=float, default=0.999, show_default=True),
+            click.option("--rpca-solver", type=click.Choice(["ialm", "admm"]), default="ialm", show_default=True),
+            click.option("--rpca-lambda", type=float, default=None, help="Sparsity weight (default 4/sqrt(d))."),
+            click.option("--no-rpca", is_flag=True, help="Use the Gram matrices as they are."),
+            click.option("--authors", is_flag=True, help="The paper's settings: ADMM, lambda 1/60, numerical rank."),
+            click.option("--contrast-tau", type=float, default=1e-2, show_default=True),
+            click.option("--analysis-size", type=int, default=None, help="Analyse at this resolution (area downsampling)."),
+            click.option("--fuse-channels", is_flag=True, help="Differentiate the mean of the colour channels."),
+            click.option("--memory-budget", type=float, default=None, help="MiB for one Jacobian chunk."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _settings(model: Model, **kw: object) -> AnalysisSettings:
+    size = kw["analysis_size"]
+    if size is not None and not 1 <= size <= max(model.resolution):
+        raise UserInputError(f"--analysis-size must be in 1..{max(model.resolution)}")
+    if kw["memory_budget"] is not None and kw["memory_budget"] <= 0:
+        raise UserInputError("--memory-budget must be positive")
+    values: dict[str, object] = {
+        "method": kw["method"],
+        "rank": kw["rank"],
+        "keep_rank": kw["keep_rank"],
+        "region_energy": kw["region_energy"],
+        "keep_energy": kw["keep_energy"],
+        "rpca_solver": kw["rpca_solver"],
+        "rpca_lambda": kw["rpca_lambda"],
+        "use_rpca": not kw["no_rpca"],
+        "contrast_tau": kw["contrast_tau"],
+        "size": None if size is None else _scaled_size(model, size),
+        "fuse_channels": kw["fuse_channels"],
+        "memory_budget": None
+        if kw["memory_budget"] is None
+        else int(float(kw["memory_budget"]) * 2**20),
+    }
+    if kw["authors"]:
+        values.update(AUTHORS_SETTINGS)
+    return AnalysisSettings(**values)  # type: ignore[arg-type]
+
+
+def _scaled_size(model: Model, size: int) -> tuple[int, int]:
+    height, width = model.resolution
+    scale = size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lowrankgan")
+def cli() -> None:
+    """Low-rank subspaces in GANs: find latent directions that edit one image region."""
+
+
+@cli.command("models")
+def models_command() -> None:
+    """List the built-in models and where their weights come from."""
+    rows = list_models()
+    width = max(len(r.name) for r in rows)
+    for row in rows:
+        state = "installed" if row.available else "missing"
+        click.echo(f"{row.name:<{width}}  {row.description}")
+        click.echo(f"{'':<{width}}  weights: {row.weights} [{state}]")
+    click.echo("Also: --model path/to/checkpoint.pt (detected), --model file.py:factory")
+
+
+@cli.command("analyze")
+@model_options
+@click.option("--seed", type=int, default=None, help="Seed of the latent.")
+@click.option("--latent", default=None, help="A .npy latent instead of a seed.")
+@click.option("--region", required=True, help="Preset, box:x0,y0,x1,y1 or mask.png.")
+@analysis_options
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def analyze_command(model_name, checkpoint, class_, device, seed, latent, region, out, quiet, keep, **kw) -> None:  # noqa: ANN001
+    """Find local-edit directions for a region; writes analysis.npz and analysis.json."""
+    check_writable_dir(out)
+    model = _model(model_name, checkpoint, class_, device)
+    z, _ = _latent(model, seed, latent)
+    settings = _settings(model, **kw)
+    result = analyze(model, z, region, keep, settings, progress=not quiet)
+    result.info["seed"] = seed
+    with staged_output(out) as staging:
+        result.save(staging)
+    ranks = result.info["ranks"]
+    click.echo(
+        f"{ranks['directions']} directions (region rank {ranks['region']}, keep rank "
+        f"{ranks['keep']}, null space {ranks['null_space']}) -> {out / 'analysis.npz'}"
+    )
+
+
+def _analysis_for_edit(model, z, region, keep, settings, analysis_path, quiet) -> Analysis:  # noqa: ANN001
+    if analysis_path is not None:
+        if region is not None:
+            raise UserInputError("give either --region or --analysis, not both")
+        result = Analysis.load(Path(analysis_path))
+        if result.latent.shape[0] != model.latent_dim:
+            raise UserInputError(
+                f"analysis {analysis_path} is for a {result.latent.shape[0]}-d latent, the "
+                f"model has {model.latent_dim}"
+            )
+        return result
+    if region is None:
+        raise UserInputError("give --region (to analyse first) or --analysis")
+    return analyze(model, z, region, keep, settings, progress=not quiet)
+
+
+@cli.command("edit")
+@model_options
+@click.option("--seed", type=int, default=None)
+@click.option("--latent", default=None)
+@click.option("--region", default=None, help="Analyse this region first.")
+@click.option("--analysis", "analysis_path", default=None, help="An analysis.npz to use.")
+@analysis_options
+@click.option("--direction", "direction_index", type=int, default=0, show_default=True)
+@click.option("--strengths", default="-5,-2.5,0,2.5,5", show_default=True)
+@click.option("--one-shot", is_flag=True, help="Straight line instead of path-following.")
+@click.option("--step", type=float, default=DEFAULT_STEP, show_default=True)
+@click.option("--seeds", default=None, help="Apply the direction to these seeds, e.g. 0-15.")
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--quiet", is_flag=True)
+def edit_command(model_name, checkpoint, class_, device, seed, latent, region, analysis_path, direction_index, strengths, one_shot, step, seeds, out, quiet, keep, **kw) -> None:  # noqa: ANN001
+    """Edit images along a local direction; writes edits.npz, edits.png and edits.gif."""
+    from .outputs import write_edit_outputs
+
+    values = parse_strengths(strengths)
+    if step <= 0:
+        raise UserInputError("--step must be positive")
+    seed_list = parse_seeds(seeds) if seeds is not None else None
+    check_writable_dir(out)
+    model = _model(model_name, checkpoint, class_, device)
+    if analysis_path is not None and seed is None and latent is None:
+        z = None
+    else:
+        z, _ = _latent(model, seed, latent)
+    settings = _settings(model, **kw)
+    result = _analysis_for_edit(model, z, region, keep, settings, analysis_path, quiet)
+    result.direction(direction_index)  # validates the index before any work
+    starts: list[tuple[str, torch.Tensor | None]]
+    if seed_list is not None:
+        starts = [(f"seed {s}", model.sample_latent(s)) for s in seed_list]
+    else:
+        label = f"seed {seed}" if seed is not None else ("latent" if latent else "analysis latent")
+        starts = [(label, z)]
+    rows = []
+    for label, start in starts:
+        latents = edit_analysis(
+            model, result, values, direction=direction_index, latent=start,
+            one_shot_edit=one_shot, step=step, progress=not quiet,
+        )
+        rows.append((label, latents))
+    with staged_output(out) as staging:
+        if region is not None:
+            result.save(staging)
+        write_edit_outputs(staging, model, rows, values, seed_list, result)
+    click.echo(f"{len(rows) * len(values)} edited images -> {out}")
+
+
+@cli.command("demo")
+@click.option("--out", default="outputs/demo", show_default=True, type=click.Path(path_type=Path))
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--seeds", default="0-2", show_default=True)
+@click.option("--regions", default="eyes,mouth,nose", show_default=True)
+@click.option("--quiet", is_flag=True)
+def demo_command(out: Path, device: str, seeds: str, regions: str, quiet: bool) -> None:
+    """Local edits of the built-in face GAN, with an HTML report."""
+    from .demo import run_demo
+
+    check_writable_dir(out)
+    seed_list = parse_seeds(seeds)
+    region_list = [r.strip() for r in regions.split(",") if r.strip()]
+    report = run_demo(out, device=device, seeds=seed_list, regions=region_list, progress=not quiet)
+    click.echo(str(report))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: exit 0, or 2 with one line on stderr for bad input."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="lowrankgan",
+                 standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        return 0
+    except click.UsageError as exc:
+        _fail(exc.format_message())
+        return EXIT_USAGE
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.Abort:
+        _fail("aborted")
+        return 130
+    except UserInputError as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+    return 0
+
+
+def _fail(message: str) -> None:
+    line = " ".join(str(message).split())
+    click.echo(f"error: {line}", err=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Edits along local directions: one-shot, or following the path so strong edits stay local.
+
+A one-shot edit moves the latent in a straight line, `x + alpha v`. The projection that made
+`v` local was computed at the starting latent, so as `|alpha|` grows the kept region's null
+space turns away from the line and the edit leaks. Path-following re-projects `v` onto the
+kept region's null space at the current point at every step (`u = N_t N_t^T v`,
+renormalised) and moves by arc length, so the kept region stays still along the whole path. Strength is the distance
+travelled in the analysis space in both modes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .analysis import Analysis, AnalysisSettings, kept_null_space, low_rank_part, region_grams
+from .jacobian import analysis_view, gram_from_field, jacobian_field, mask_weights
+from .subspace import eig_desc
+from .errors import UserInputError
+from .models.base import Model
+from .regions import RegionSpec, complement, region_mask
+
+DEFAULT_STEP = 0.25
+
+
+def parse_strengths(text: str) -> list[float]:
+    """`"-5,-2.5,0,2.5,5"` -> floats (finite, at least one)."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip() != ""]
+    except ValueError:
+        raise UserInputError(f"strengths must be comma-separated numbers, got {text!r}") from None
+    if not values or not all(np.isfinite(values)):
+        raise UserInputError(f"strengths must be finite numbers, got {text!r}")
+    return values
+
+
+def one_shot(latent: torch.Tensor, direction: torch.Tensor, strengths: Sequence[float]) -> torch.Tensor:
+    """Straight-line edits `x + s v`: `(d,)`, `(d,)`, n strengths -> `(n, d)`."""
+    alphas = torch.as_tensor(list(strengths), dtype=latent.dtype, device=latent.device)
+    unit = direction / direction.norm()
+    return latent.unsqueeze(0) + alphas.unsqueeze(1) * unit.unsqueeze(0)
+
+
+@dataclass(frozen=True)
+class _KeptState:
+    """What the kept region looks like to the path at one latent."""
+
+    null_basis: torch.Tensor  # (d, n) float64
+    principal_basis: torch.Tensor  # (d, keep_rank) float64
+    hessian: torch.Tensor  # (d, d) float64, J_B^T J_B per kept value
+    region_hessian: torch.Tensor  # (d, d) float64, J_R^T J_R per region value
+    gradient: torch.Tensor  # (d,) float64, J_B^T (view(x) - view(x0)) per kept value
+
+
+def _kept_state(
+    model: Model,
+    point: torch.Tensor,
+    keep_weights: torch.Tensor,
+    region_weights: torch.Tensor,
+    reference: torch.Tensor,
+    keep_rank: int,
+    settings: AnalysisSettings,
+) -> _KeptState:
+    latent = point.to(device=model.device, dtype=model.dtype)
+    field = jacobian_field(
+        model,
+        latent,
+        size=settings.size,
+        fuse_channels=settings.fuse_channels,
+        chunk_size=settings.chunk_size,
+        memory_budget=settings.memory_budget,
+    )
+    with torch.no_grad():
+        view = analysis_view(model.synthesize(latent), settings.size, settings.fuse_channels)[0]
+    grams = gram_from_field(field, torch.stack([keep_weights, region_weights])).cpu()
+    areas = torch.stack([keep_weights.sum(), region_weights.sum()]).double().cpu()
+    areas = areas * field.shape[1]
+    hessian, region_hessian = grams[0] / areas[0], grams[1] / areas[1]
+    residual = (view - reference) * keep_weights
+    gradient = torch.einsum("dchw,chw->d", field.double(), residual.double()).cpu() / areas[0]
+    low_rank, _ = low_rank_part(hessian, settings)
+    _, vectors = eig_desc(low_rank)
+    return _KeptState(
+        vectors[:, keep_rank:], vectors[:, :keep_rank], hessian, region_hessian, gradient
+    )
+
+
+def _correction(state: _KeptState) -> torch.Tensor:
+    """Gauss-Newton step `(d,)` pulling the kept region back to the original image while
+    leaving the edited region alone: the minimiser of
+    `mean_B (J_B dx + r)^2 + mean_R (J_R dx)^2 + damping |dx|^2`."""
+    system = state.hessian + state.region_hessian
+    damping = 1e-3 * torch.trace(system) / system.shape[0]
+    eye = torch.eye(system.shape[0], dtype=system.dtype)
+    return -torch.linalg.solve(system + damping * eye, state.gradient)
+
+
+def follow_path(
+    model: Model,
+    latent: torch.Tensor,
+    direction: torch.Tensor,
+    strengths: Sequence[float],
+    keep: torch.Tensor,
+    keep_rank: int,
+    settings: AnalysisSettings | None = None,
+    *,
+    step: float = DEFAULT_STEP,
+    correct: bool = True,
+    region: torch.Tensor | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Path-following edits: latents `(n, d)` at arc length `|s|` along `sign(s) v`.
+
+    A predictor-corrector continuation: each step moves by `step` along `v` projected onto
+    the kept region's null space at the current point (predictor), then, with the Jacobian
+    at the new point, one regularised Gauss-Newton step brings the kept region back to the
+    original image without undoing the change of the region (corrector). One Jacobian per
+    step.
+
+    Args:
+        model: the generator.
+        latent: `(d,)` start.
+        direction: `(d,)` the edit direction.
+        strengths: signed distances to travel.
+        keep: `(H, W)` bool, the region to hold still.
+        keep_rank: rank of the kept region's principal space (fixed along the path).
+        settings: analysis settings for the kept region's Gram and RPCA.
+        step: largest step between re-projections.
+        correct: apply the corrector (False: projection only).
+        region: `(H, W)` bool, the edited region; default the complement of `keep`.
+        progress: show a progress bar over steps.
+    """
+    if step <= 0:
+        raise UserInputError(f"step must be positive, got {step}")
+    settings = settings or AnalysisSettings()
+    start = latent.detach().to(torch.float64).cpu()
+    unit = direction.detach().to(torch.float64).cpu()
+    unit = unit / unit.norm()
+    with torch.no_grad():
+        reference = analysis_view(model.synthesize(latent), settings.size, settings.fuse_channels)
+    reference = reference[0]
+    keep_weights = mask_weights(keep.unsqueeze(0), tuple(reference.shape[-2:]))[0]
+    keep_weights = keep_weights.to(reference.device)
+    region = ~keep if region is None else region
+    region_weights = mask_weights(region.unsqueeze(0), tuple(reference.shape[-2:]))[0]
+    region_weights = region_weights.to(reference.device)
+
+    def state_at(point: torch.Tensor) -> _KeptState:
+        return _kept_state(
+            model, point, keep_weights, region_weights, reference, keep_rank, settings
+        )
+
+    results: dict[float, torch.Tensor] = {0.0: start}
+    signs = [sign for sign in (1.0, -1.0) if any(np.sign(s) == sign for s in strengths)]
+    total_steps = sum(
+        int(np.ceil(max(abs(s) for s in strengths if np.sign(s) == sign) / step))
+        for sign in signs
+    )
+    bar = tqdm(total=total_steps, desc="Path", unit="step", disable=not progress, leave=False)
+    initial = state_at(start) if signs else None
+    for sign in signs:
+        targets = sorted(abs(s) for s in strengths if np.sign(s) == sign)
+        point, state, travelled = start.clone(), initial, 0.0
+        wanted = sign * unit
+        for target in targets:
+            while travelled < target - 1e-9:
+                assert state is not None
+                length = min(step, target - travelled)
+                # Project the requested direction, not the previous heading: chained
+                # projections drift away from what moves the region.
+                projected = state.null_basis @ (state.null_basis.T @ wanted)
+                norm = projected.norm()
+                if norm < 1e-8:
+                    raise UserInputError(
+                        "the edit direction left the kept region's null space; "
+                        "lower --keep-rank or use --one-shot"
+                    )
+                point = point + length * (projected / norm)
+                travelled += length
+                state = state_at(point)
+                if correct:
+                    point = point + _correction(state)
+                bar.update(1)
+            results[sign * target] = point.clone()
+    bar.close()
+    rows = [results[0.0 if s == 0 else float(s)] for s in strengths]
+    return torch.stack(rows).to(device=latent.device, dtype=latent.dtype)
+
+
+def edit(
+    model: Model,
+    latent: torch.Tensor,
+    direction: torch.Tensor | np.ndarray,
+    strengths: Sequence[float],
+    *,
+    region: RegionSpec | None = None,
+    keep: RegionSpec | None = None,
+    keep_rank: int | None = None,
+    one_shot_edit: bool = False,
+    settings: AnalysisSettings | None = None,
+    step: float = DEFAULT_STEP,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Edited latents `(n, d)` along `direction` at each strength.
+
+    One-shot needs nothing else. Path-following needs the region to keep still: `keep`, or
+    the complement of `region`; `keep_rank` defaults to the energy rule at the start.
+    """
+    latent = torch.as_tensor(latent).reshape(-1).to(model.device, model.dtype)
+    direction = torch.as_tensor(np.asarray(direction)).reshape(-1).to(model.device, model.dtype)
+    if direction.numel() != model.latent_dim:
+        raise UserInputError(
+            f"direction has {direction.numel()} values, the model expects {model.latent_dim}"
+        )
+    if not torch.isfinite(direction).all() or direction.norm() == 0:
+        raise UserInputError("direction must be finite and non-zero")
+    if one_shot_edit:
+        return one_shot(latent, direction, strengths)
+    if keep is not None:
+        kept = region_mask(model, keep)
+    elif region is not None:
+        kept = complement(region_mask(model, region))
+    else:
+        raise UserInputError("path-following needs the region (or the region to keep)")
+    settings = settings or AnalysisSettings()
+    if keep_rank is None:
+        gram = region_grams(model, latent, kept.unsqueeze(0), settings)[0].cpu()
+        _, keep_rank, _, _ = kept_null_space(gram, settings)
+    return follow_path(
+        model, latent, direction, strengths, kept, keep_rank, settings, step=step,
+        progress=progress,
+    )
+
+
+def settings_of(analysis: Analysis) -> AnalysisSettings:
+    """The settings an analysis was made with (defaults for any it does not record)."""
+    stored = dict(analysis.info.get("settings", {}))
+    if isinstance(stored.get("size"), list):
+        stored["size"] = tuple(stored["size"])
+    known = AnalysisSettings.__dataclass_fields__
+    return AnalysisSettings(**{k: v for k, v in stored.items() if k in known})
+
+
+def edit_analysis(
+    model: Model,
+    analysis: Analysis,
+    strengths: Sequence[float],
+    *,
+    direction: int = 0,
+    latent: torch.Tensor | None = None,
+    one_shot_edit: bool = False,
+    step: float = DEFAULT_STEP,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Edit with direction `direction` of `analysis`, at its latent or another one.
+
+    Returns `(n, d)` latents, in the order of `strengths`.
+    """
+    if analysis.latent.shape[0] != model.latent_dim:
+        raise UserInputError(
+            f"the analysis is for a {analysis.latent.shape[0]}-d latent, the model has "
+            f"{model.latent_dim}"
+        )
+    start = torch.as_tensor(analysis.latent if latent is None else latent)
+    start = start.reshape(-1).to(model.device, model.dtype)
+    vector = torch.as_tensor(analysis.direction(direction)).to(model.device, model.dtype)
+    if one_shot_edit:
+        return one_shot(start, vector, strengths)
+    keep = torch.as_tensor(analysis.keep_mask)
+    if tuple(keep.shape) != tuple(model.resolution):
+        raise UserInputError("the analysis's kept region does not match the model's resolution")
+    return follow_path(
+        model,
+        start,
+        vector,
+        strengths,
+        keep,
+        analysis.keep_rank,
+        settings_of(analysis),
+        step=step,
+        progress=progress,
+    )

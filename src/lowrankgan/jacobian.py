@@ -1,0 +1,223 @@
+"""Jacobian fields of a generator and the Gram matrices of image regions.
+
+The Jacobian `J = dG(x)/dx` of a generator at a latent `x` has one column per latent direction
+and one row per output value. LowRankGAN needs, for a region `R`, the Gram matrix
+`J_R^T J_R` (d x d). We compute `J` in forward mode: d Jacobian-vector products, batched with
+`torch.func.vmap` over chunks of the identity sized to a memory budget, instead of one
+reverse pass per output value. The result is a *Jacobian field* `(d, C', h, w)`: the
+derivative of every analysis pixel along every latent axis. One field serves every region of
+the same image: each Gram is a weighted product of the field's columns, accumulated in
+float64.
+
+The analysis view of an image may be smaller than the output (area downsampling, the paper
+uses 256 for 1024 images) and may fuse the colour channels into their mean; both are linear,
+so they are applied to the tangents directly. Masks are downsampled by area too, so a pixel
+half inside a region counts half.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .models.base import Model
+
+DEFAULT_CPU_BUDGET = 1 << 30  # bytes
+# Tangents, primal activations and vmap temporaries: peak bytes per batched direction,
+# as a multiple of the activation bytes of one forward pass (measured on DCGAN/StyleGAN-like
+# convolutional stacks; errs on the side of smaller chunks).
+_ACTIVATION_FACTOR = 4
+_GRAM_BLOCK_BYTES = 64 << 20
+
+
+def analysis_view(
+    images: torch.Tensor, size: tuple[int, int] | None = None, fuse_channels: bool = False
+) -> torch.Tensor:
+    """What the analysis sees of images: `(B, C, H, W)` -> `(B, C', h, w)`.
+
+    Area downsampling to `size` (h, w) (no-op when `None` or equal), then the mean over
+    channels when `fuse_channels` (C' = 1).
+    """
+    if size is not None and tuple(images.shape[-2:]) != tuple(size):
+        images = F.interpolate(images, size=size, mode="area")
+    if fuse_channels:
+        images = images.mean(dim=1, keepdim=True)
+    return images
+
+
+def mask_weights(masks: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Region weights at the analysis size: `(m, H, W)` bool -> `(m, h, w)` float in [0, 1]."""
+    weights = masks.to(torch.float32)
+    if size is not None and tuple(weights.shape[-2:]) != tuple(size):
+        weights = F.interpolate(weights.unsqueeze(1), size=size, mode="area").squeeze(1)
+    return weights
+
+
+def activation_bytes(model: Model) -> int:
+    """Bytes of every module output in one forward pass of one latent (a memory estimate)."""
+    total = 0
+
+    def hook(_module: torch.nn.Module, _inputs: object, output: object) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel() * output.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.network.modules()]
+    try:
+        with torch.no_grad():
+            out = model.synthesize(torch.zeros(1, model.latent_dim, device=model.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return max(total, out.numel() * out.element_size())
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """Half the free accelerator memory, or 1 GiB on the CPU."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    return DEFAULT_CPU_BUDGET
+
+
+def chunk_size_for(model: Model, memory_budget: int | None = None) -> int:
+    """How many latent directions to push forward at once within `memory_budget` bytes."""
+    budget = memory_budget if memory_budget is not None else default_memory_budget(model.device)
+    per_direction = _ACTIVATION_FACTOR * activation_bytes(model)
+    return int(max(1, min(model.latent_dim, budget // max(per_direction, 1))))
+
+
+def jacobian_field(
+    model: Model,
+    latent: torch.Tensor,
+    *,
+    size: tuple[int, int] | None = None,
+    fuse_channels: bool = False,
+    chunk_size: int | None = None,
+    memory_budget: int | None = None,
+    progress: bool = False,
+    directions: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Forward-mode Jacobian of the analysis view at `latent`.
+
+    Args:
+        model: the generator.
+        latent: `(d,)` point of the analysis space.
+        size: analysis `(h, w)`; default the output resolution.
+        fuse_channels: differentiate the channel mean instead of each channel.
+        chunk_size: directions per batched forward pass; default from `memory_budget`.
+        memory_budget: bytes for one chunk's activations; default `default_memory_budget`.
+        progress: show a progress bar over chunks.
+        directions: `(k, d)` tangents to push instead of the identity (k columns of J·V).
+
+    Returns:
+        `(k, C', h, w)` float32 on the model's device: row i is `d view / d x` along
+        direction i (the identity by default, so k = d).
+    """
+    device, dtype = model.device, model.dtype
+    point = latent.detach().reshape(1, model.latent_dim).to(device=device, dtype=dtype)
+    if directions is None:
+        directions = torch.eye(model.latent_dim, device=device, dtype=dtype)
+    else:
+        directions = directions.to(device=device, dtype=dtype)
+    count = directions.shape[0]
+
+    def view(z: torch.Tensor) -> torch.Tensor:
+        return analysis_view(model.synthesize(z), size, fuse_channels)[0]
+
+    def push(tangent: torch.Tensor) -> torch.Tensor:
+        return torch.func.jvp(view, (point,), (tangent.unsqueeze(0),))[1]
+
+    batched: Callable[[torch.Tensor], torch.Tensor] = torch.func.vmap(push)
+    step = chunk_size or chunk_size_for(model, memory_budget)
+    step = max(1, min(step, count))
+    starts = range(0, count, step)
+    field: torch.Tensor | None = None
+    with torch.no_grad():
+        for start in tqdm(
+            starts, desc="Jacobian", unit="chunk", disable=not progress or len(starts) < 2,
+            leave=False,
+        ):
+            block = batched(directions[start : start + step])
+            if field is None:
+                field = torch.empty(
+                    (count, *block.shape[1:]), device=block.device, dtype=torch.float32
+                )
+            field[start : start + block.shape[0]] = block
+    assert field is not None
+    return field
+
+
+def gram_from_field(field: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Region Gram matrices from one Jacobian field.
+
+    Args:
+        field: `(d, C, h, w)` Jacobian field.
+        weights: `(m, h, w)` non-negative pixel weights (a mask is 0/1).
+
+    Returns:
+        `(m, d, d)` float64: `sum_p w_p sum_c J[:, c, p] J[:, c, p]^T` for each region.
+    """
+    d, channels = field.shape[0], field.shape[1]
+    flat = field.reshape(d, channels, -1)
+    weights = weights.reshape(weights.shape[0], -1).to(field.device)
+    grams = torch.zeros(weights.shape[0], d, d, dtype=torch.float64, device=field.device)
+    block = max(1, _GRAM_BLOCK_BYTES // (8 * d * channels))
+    for i, w in enumerate(weights):
+        pixels = torch.nonzero(w > 0).squeeze(1)
+        scale = w[pixels].to(torch.float64).sqrt()
+        for start in range(0, pixels.numel(), block):
+            idx = pixels[start : start + block]
+            cols = flat[:, :, idx].to(torch.float64) * scale[start : start + block]
+            cols = cols.reshape(d, -1)
+            grams[i] += cols @ cols.T
+    return grams
+
+
+def jacobian_gram(
+    model: Model,
+    latent: torch.Tensor,
+    masks: torch.Tensor,
+    *,
+    size: tuple[int, int] | None = None,
+    fuse_channels: bool = False,
+    chunk_size: int | None = None,
+    memory_budget: int | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Gram matrices of image regions at `latent`, from one Jacobian field.
+
+    Args:
+        masks: `(H, W)` or `(m, H, W)` bool at the model's output resolution.
+
+    Returns:
+        `(d, d)` or `(m, d, d)` float64: `J_R^T J_R` summed over the region's pixels and
+        channels (in the analysis view when `size`/`fuse_channels` are given).
+    """
+    single = masks.dim() == 2
+    masks = masks.unsqueeze(0) if single else masks
+    field = jacobian_field(
+        model,
+        latent,
+        size=size,
+        fuse_channels=fuse_channels,
+        chunk_size=chunk_size,
+        memory_budget=memory_budget,
+        progress=progress,
+    )
+    grams = gram_from_field(field, mask_weights(masks, field.shape[-2:]))
+    return grams[0] if single else grams
+
+
+def region_size(masks: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Area of each region in analysis pixels: `(m, H, W)` bool -> `(m,)` float64."""
+    return mask_weights(masks, size).sum(dim=(-2, -1)).to(torch.float64)
+
+
+def mean_gram(gram: torch.Tensor, area: float, channels: int) -> torch.Tensor:
+    """`(1/|R|) J_R^T J_R` per value, the paper's normalisation: `(d, d)` float64."""
+    return gram / max(area * channels, math.ulp(1.0))

@@ -1,0 +1,124 @@
+"""The one interface every generator family plugs into: `Model`.
+
+A `Model` is a loaded generator seen from its analysis space: a function from latents
+`(B, latent_dim)` to images `(B, C, H, W)` in [-1, 1], plus what the tools need to know about
+it (resolution, named region presets, classes). Families (DCGAN, user factories, later
+StyleGAN2's W/W+ spaces and BigGAN's class-conditional z) differ only in how they build the
+network and how `synthesize` maps the analysis space to pixels; everything downstream
+(Jacobians, subspaces, edits) sees this class alone.
+
+`synthesize` must be a pure function of its input so that `torch.func` transforms (forward
+mode, vmap) apply: networks are kept in eval mode and carry no randomness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+
+from ..errors import UserInputError
+from ..shapes import Shape
+
+#: synthesize function: (network, latents (B, d), condition (B, K) one-hot or None) -> images
+SynthesisFn = Callable[[nn.Module, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Model:
+    """A pretrained generator, its analysis space and its presets.
+
+    Attributes:
+        name: registry name or a path the model was loaded from.
+        network: the `nn.Module`, in eval mode, on `device`.
+        latent_dim: d, the dimension of the analysis space.
+        space: name of the analysis space (`"z"` for DCGAN/BigGAN, `"w"` for StyleGAN2 ...).
+        resolution: output `(H, W)`.
+        channels: output channels C (3 for RGB).
+        presets: named regions, in output pixels.
+        source: where the weights came from (file path, package, factory).
+        class_names: for class-conditional models, the classes in index order.
+        condition: the class index in use (conditional models only).
+    """
+
+    name: str
+    network: nn.Module
+    latent_dim: int
+    resolution: tuple[int, int]
+    synthesis_fn: SynthesisFn = field(repr=False)
+    channels: int = 3
+    space: str = "z"
+    presets: Mapping[str, Shape] = field(default_factory=dict)
+    source: str = ""
+    description: str = ""
+    class_names: tuple[str, ...] | None = None
+    condition: int | None = None
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.network.parameters():
+            return tensor.device
+        for tensor in self.network.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for tensor in self.network.parameters():
+            return tensor.dtype
+        return torch.float32
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.class_names is not None
+
+    def sample_latent(self, seed: int) -> torch.Tensor:
+        """The latent of `seed`: `(d,)` standard normal, identical on every device."""
+        generator = torch.Generator().manual_seed(int(seed))
+        latent = torch.randn(self.latent_dim, generator=generator, dtype=torch.float32)
+        return latent.to(device=self.device, dtype=self.dtype)
+
+    def condition_vector(self, batch: int) -> torch.Tensor | None:
+        """`(batch, K)` one-hot rows of the active class, or None for unconditional models."""
+        if self.class_names is None:
+            return None
+        onehot = torch.zeros(batch, len(self.class_names), device=self.device, dtype=self.dtype)
+        onehot[:, self.condition or 0] = 1.0
+        return onehot
+
+    def synthesize(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images of latents: `(B, d)` or `(d,)` -> `(B, C, H, W)` float in [-1, 1]."""
+        if latents.dim() == 1:
+            latents = latents.unsqueeze(0)
+        return self.synthesis_fn(self.network, latents, self.condition_vector(latents.shape[0]))
+
+    def with_class(self, which: int | str | None) -> Model:
+        """The same model with another active class (index or name)."""
+        if which is None:
+            return self
+        if self.class_names is None:
+            raise UserInputError(f"model {self.name} is not class-conditional; drop --class")
+        return replace(self, condition=resolve_class(which, self.class_names))
+
+    def to(self, device: str | torch.device) -> Model:
+        return replace(self, network=self.network.to(device))
+
+
+def resolve_class(which: int | str, class_names: Sequence[str]) -> int:
+    """A class index from an index or a (case-insensitive) name."""
+    text = str(which).strip()
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < len(class_names):
+            raise UserInputError(
+                f"class index {index} is out of range 0..{len(class_names) - 1}"
+            )
+        return index
+    lowered = [name.lower() for name in class_names]
+    if text.lower() not in lowered:
+        raise UserInputError(
+            f"unknown class {text!r}; choose one of: {', '.join(class_names)}"
+        )
+    return lowered.index(text.lower())

@@ -1,0 +1,314 @@
+"""Model registry: names, checkpoint files and user factories behind `load_model`.
+
+`load_model` accepts
+- a registered name (`dcgan-faces`, `omniart-eyes`), weights found where the model's wheel
+  installed them (never by importing that package), or in `checkpoint=` if given;
+- a checkpoint path, its family detected from the tensors it holds;
+- `path/to/file.py:factory`, where `factory()` returns an `nn.Module` with an integer
+  `latent_dim` mapping `(B, latent_dim)` to `(B, C, H, W)` in [-1, 1].
+
+Families register a detector and a builder in `FAMILIES`; later families (StyleGAN2, BigGAN)
+add themselves there and to `BUILTIN`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import UserInputError
+from ..shapes import Box, Difference, Ellipse, Shape, Union
+from .base import Model
+from .checkpoints import find_state_dict, load_state_file
+from .dcgan import build_dcgan, is_dcgan_state, synthesize_dcgan
+
+
+def generic_presets(height: int, width: int) -> dict[str, Shape]:
+    """Presets every model has: halves and the centre of the frame."""
+    return {
+        "center": Box(width // 4, height // 4, width - width // 4, height - height // 4),
+        "top": Box(0, 0, width, height // 2),
+        "bottom": Box(0, height // 2, width, height),
+        "left": Box(0, 0, width // 2, height),
+        "right": Box(width // 2, 0, width, height),
+    }
+
+
+# Placed on the average of 256 samples of the DigiFace DCGAN (64x64, faces centred).
+_FACE = Ellipse(32.0, 36.0, 20.0, 27.0)
+DCGAN_FACES_PRESETS: dict[str, Shape] = {
+    "eyes": Box(14, 25, 50, 35),
+    "left_eye": Box(14, 25, 31, 35),
+    "right_eye": Box(33, 25, 50, 35),
+    "nose": Box(26, 33, 38, 46),
+    "mouth": Box(21, 46, 43, 56),
+    "hair": Box(6, 0, 58, 12),
+    "face": _FACE,
+    "background": Difference(Box(0, 0, 64, 64), Ellipse(32.0, 36.0, 24.0, 31.0)),
+}
+
+# Placed on the average of 64 samples of the OmniArt eye DCGAN (128x128, eye centred).
+OMNIART_EYE_CLASSES = ("amber", "blue", "brown", "gray", "grayscale", "green", "hazel", "red")
+OMNIART_EYES_PRESETS: dict[str, Shape] = {
+    "iris": Ellipse(64.0, 63.0, 24.0, 23.0),
+    "lids": Union((Box(12, 30, 116, 46), Box(12, 82, 116, 96))),
+    "eye": Ellipse(64.0, 63.0, 52.0, 30.0),
+    "skin": Difference(Box(0, 0, 128, 128), Ellipse(64.0, 63.0, 56.0, 34.0)),
+}
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A named model: what it is and where its weights live."""
+
+    name: str
+    description: str
+    distribution: str
+    weights_file: str
+    state_keys: tuple[str, ...]
+    presets: Mapping[str, Shape]
+    class_names: tuple[str, ...] | None = None
+    latent_dim: int | None = None
+
+    def weights_path(self) -> Path | None:
+        """The weight file inside the installed wheel, located without importing it."""
+        try:
+            dist = importlib.metadata.distribution(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+        path = Path(str(dist.locate_file(self.weights_file)))
+        return path if path.is_file() else None
+
+    @property
+    def weights_source(self) -> str:
+        return f"pip wheel {self.distribution} ({self.weights_file})"
+
+
+BUILTIN: dict[str, BuiltinModel] = {
+    "dcgan-faces": BuiltinModel(
+        name="dcgan-faces",
+        description="DCGAN, 64x64 faces trained on DigiFace-1M (z, 100-d)",
+        distribution="gan-face-generate",
+        weights_file="gan_face_generate/weights.tar",
+        state_keys=("netG_state_dict",),
+        presets=DCGAN_FACES_PRESETS,
+    ),
+    "omniart-eyes": BuiltinModel(
+        name="omniart-eyes",
+        description="class-conditional DCGAN, 128x128 eyes, 8 colour classes (z, 100-d)",
+        distribution="omniart-eye-generator",
+        weights_file="omniart_eye_generator/generator_model_state.pth",
+        state_keys=(),
+        presets=OMNIART_EYES_PRESETS,
+        class_names=OMNIART_EYE_CLASSES,
+        latent_dim=100,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelListing:
+    name: str
+    description: str
+    weights: str
+    available: bool
+
+
+def list_models() -> list[ModelListing]:
+    """Every registered model, where its weights come from and whether they are here."""
+    return [
+        ModelListing(
+            spec.name, spec.description, spec.weights_source, spec.weights_path() is not None
+        )
+        for spec in BUILTIN.values()
+    ]
+
+
+def _dcgan_model(
+    state: Mapping[str, torch.Tensor],
+    name: str,
+    source: str,
+    presets: Mapping[str, Shape] | None = None,
+    class_names: tuple[str, ...] | None = None,
+    latent_dim: int | None = None,
+    description: str = "",
+) -> Model:
+    network = build_dcgan(state, source)
+    in_dim = network.in_dim
+    n_classes = len(class_names) if class_names else 0
+    if latent_dim is None:
+        latent_dim = in_dim - n_classes
+    if latent_dim + n_classes != in_dim:
+        raise UserInputError(
+            f"{source}: first layer takes {in_dim} inputs, expected {latent_dim}+{n_classes}"
+        )
+    size = network.resolution
+    all_presets = generic_presets(size, size)
+    all_presets.update(presets or {})
+    return Model(
+        name=name,
+        network=network,
+        latent_dim=latent_dim,
+        resolution=(size, size),
+        synthesis_fn=synthesize_dcgan,
+        channels=network.out_channels,
+        space="z",
+        presets=all_presets,
+        source=source,
+        description=description or f"DCGAN {size}x{size}",
+        class_names=class_names,
+        condition=0 if class_names else None,
+    )
+
+
+def _load_builtin(spec: BuiltinModel, checkpoint: Path | None) -> Model:
+    path = checkpoint if checkpoint is not None else spec.weights_path()
+    if path is None:
+        raise UserInputError(
+            f"weights of {spec.name} are not installed: run `make install` or "
+            f"`pip install --no-deps {spec.distribution}`"
+        )
+    state = find_state_dict(load_state_file(path), spec.state_keys)
+    return _dcgan_model(
+        state,
+        spec.name,
+        str(path),
+        spec.presets,
+        spec.class_names,
+        spec.latent_dim,
+        spec.description,
+    )
+
+
+#: Checkpoint families: (name, detector on the loaded dict, builder).
+FAMILIES: list[tuple[str, Callable[[Mapping], bool], Callable[[Mapping, Path], Model]]] = [
+    (
+        "dcgan",
+        lambda obj: is_dcgan_state(find_state_dict(obj, ("netG_state_dict", "generator"))),
+        lambda obj, path: _dcgan_model(
+            find_state_dict(obj, ("netG_state_dict", "generator")), str(path), str(path)
+        ),
+    ),
+]
+
+
+def _load_checkpoint(path: Path) -> Model:
+    obj = load_state_file(path)
+    for _family, detect, build in FAMILIES:
+        if detect(obj):
+            return build(obj, path)
+    raise UserInputError(f"{path}: unrecognised checkpoint (no known generator layout)")
+
+
+def _load_factory(spec: str) -> Model:
+    file_part, _, factory_name = spec.rpartition(":")
+    path = Path(file_part)
+    if not path.is_file():
+        raise UserInputError(f"model file not found: {path}")
+    if not factory_name.isidentifier():
+        raise UserInputError(f"bad factory name {factory_name!r} in {spec!r}")
+    module_name = f"lowrankgan_user_{uuid.uuid4().hex}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise UserInputError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file: report its error on one line
+        raise UserInputError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise UserInputError(f"{path} has no callable {factory_name!r}")
+    try:
+        network = factory()
+    except Exception as exc:
+        raise UserInputError(f"{spec}: factory failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(network, nn.Module):
+        raise UserInputError(f"{spec}: factory must return a torch.nn.Module")
+    latent_dim = getattr(network, "latent_dim", None)
+    if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
+        raise UserInputError(f"{spec}: the module needs a positive integer attribute latent_dim")
+    network = network.eval().requires_grad_(False)
+    with torch.no_grad():
+        probe = network(torch.zeros(1, latent_dim, device=_module_device(network)))
+    if not isinstance(probe, torch.Tensor) or probe.dim() != 4:
+        raise UserInputError(f"{spec}: forward must return a (B, C, H, W) tensor")
+    _, channels, height, width = probe.shape
+    return Model(
+        name=spec,
+        network=network,
+        latent_dim=latent_dim,
+        resolution=(height, width),
+        synthesis_fn=lambda net, latents, condition: net(latents),
+        channels=channels,
+        space="z",
+        presets=generic_presets(height, width),
+        source=f"factory {factory_name}() in {path}",
+        description=f"user generator {height}x{width}",
+    )
+
+
+def _module_device(network: nn.Module) -> torch.device:
+    for tensor in network.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserInputError(f"unknown device {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"device {device} requested but CUDA is not available")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise UserInputError(f"device {device} requested but MPS is not available")
+    return resolved
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    device: str | torch.device | None = "cpu",
+    checkpoint: str | Path | None = None,
+    class_: int | str | None = None,
+) -> Model:
+    """Load a model by registered name, checkpoint path or `file.py:factory`.
+
+    Args:
+        name_or_path: see the module docstring.
+        device: `"cpu"`, `"cuda"`, `"cuda:1"`, `"mps"` or `"auto"`.
+        checkpoint: other weights for a registered model, in the same layout.
+        class_: class index or name for class-conditional models.
+    """
+    target = _resolve_device(device)
+    text = str(name_or_path)
+    if text in BUILTIN:
+        model = _load_builtin(BUILTIN[text], Path(checkpoint) if checkpoint else None)
+    elif checkpoint is not None:
+        raise UserInputError(f"--checkpoint applies to registered models, not {text!r}")
+    elif ":" in text and text.rpartition(":")[0].endswith(".py"):
+        model = _load_factory(text)
+    elif Path(text).suffix in {".py"}:
+        raise UserInputError(f"name the factory: {text}:factory_function")
+    elif Path(text).exists():
+        model = _load_checkpoint(Path(text))
+    elif any(sep in text for sep in ("/", "\\")) or Path(text).suffix:
+        raise UserInputError(f"model file not found: {text}")
+    else:
+        raise UserInputError(
+            f"unknown model {text!r}; available: {', '.join(BUILTIN)} "
+            "(or a checkpoint path, or file.py:factory)"
+        )
+    return model.to(target).with_class(class_)
