@@ -102,18 +102,14 @@ class _Row:
     iterations: str
     seconds: float
     time_label: str
-    agreement: float
-    residual: float
-    objective_ratio: float
+    agreement: float = math.nan
+    residual: float = math.nan
+    objective_ratio: float = math.nan
 
 
 def _objective(low: np.ndarray, sparse: np.ndarray, lam: float) -> float:
-    """PCP objective ||L||_* + lam ||S||_1."""
+    """PCP objective ||L||_* + lam ||S||_1 of (n, m) `low` and `sparse`."""
     return float(np.linalg.norm(low, "nuc") + lam * np.abs(sparse).sum())
-
-
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def run(quick: bool = False) -> str:
@@ -123,116 +119,98 @@ def run(quick: bool = False) -> str:
     matrix = make_matrix(n)
     tensor = torch.from_numpy(matrix)
     lam = 1.0 / math.sqrt(n)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
 
     t_book, (low_b, sparse_b, iters_b, res_b) = _timed(lambda: textbook_ialm(matrix, lam))
     t_ours, ours = _timed(lambda: solve_rpca(tensor, lam, solver="ialm", tol=_TOL))
-    # The authors' stopping rule looks only at ||M - L - S||_F, so it may stop early; if it
-    # does not stop within the budget, only the budget is timed and the cap is extrapolated.
+    # The authors' rule looks only at ||M - L - S||_F; whatever it does, at most `budget`
+    # iterations are run and anything longer is extrapolated from the time per iteration.
     t_rule, rule = _timed(lambda: solve_rpca(tensor, lam, solver="admm", tol=_TOL, max_iter=budget))
-    # The same ADMM with its stopping rule off: time per iteration and progress after `budget`.
-    t_fixed, fixed = _timed(
-        lambda: solve_rpca(tensor, lam, solver="admm", tol=1e-300, max_iter=budget)
-    )
-
     reference = _objective(ours.low_rank.numpy(), ours.sparse.numpy(), lam)
 
-    def row(
-        name: str,
-        low: np.ndarray,
-        sparse: np.ndarray,
-        iters: str,
-        seconds: float,
-        label: str,
-        residual: float,
-    ) -> _Row:
+    def row(name: str, iters: str, seconds: float, label: str, result: object) -> _Row:
+        low, sparse, residual = result.low_rank.numpy(), result.sparse.numpy(), result.residual
+        agreement = float(np.linalg.norm(low - low_b) / np.linalg.norm(low_b))
         ratio = _objective(low, sparse, lam) / reference
-        return _Row(name, iters, seconds, label, _relative(low, low_b), residual, ratio)
+        return _Row(name, iters, seconds, label, agreement, residual, ratio)
 
-    per_iter = t_fixed / fixed.iterations
-    cap_seconds = per_iter * _ADMM_CAP
     rows = [
         row(
-            "(a) ours: ialm (eigh, float32 warm-up)",
-            ours.low_rank.numpy(),
-            ours.sparse.numpy(),
-            str(ours.iterations),
-            t_ours,
-            "measured",
-            ours.residual,
+            "(a) ours: ialm, eigh + float32 warm-up", str(ours.iterations), t_ours, "measured", ours
         ),
-        row(
+        _Row(
             "(b) textbook inexact ALM, NumPy SVD",
-            low_b,
-            sparse_b,
             str(iters_b),
             t_book,
             "measured",
+            0.0,
             res_b,
+            _objective(low_b, sparse_b, lam) / reference,
         ),
     ]
     if rule.converged:
         rows.append(
             row(
-                "(c) authors' ADMM, own stopping rule",
-                rule.low_rank.numpy(),
-                rule.sparse.numpy(),
+                "(c) authors' ADMM, stopped by its rule",
                 str(rule.iterations),
                 t_rule,
                 "measured",
-                rule.residual,
+                rule,
+            )
+        )
+        # Its stop was cheap; whether it is the PCP answer shows in the columns. Run the same
+        # number of iterations as a run that is not stopped to show what further work buys.
+        t_run, run_on = _timed(
+            lambda: solve_rpca(tensor, lam, solver="admm", tol=1e-300, max_iter=budget)
+        )
+        rows.append(
+            row(
+                f"(c) authors' ADMM, rule ignored for {budget} iterations",
+                str(budget),
+                t_run,
+                "measured",
+                run_on,
             )
         )
     else:
+        t_run = t_rule
         rows.append(
             row(
-                "(c) authors' ADMM, own stopping rule",
-                rule.low_rank.numpy(),
-                rule.sparse.numpy(),
-                f"> {budget} (cap {_ADMM_CAP})",
-                cap_seconds,
-                f"extrapolated: {_ADMM_CAP} x {per_iter * 1e3:.1f} ms",
-                rule.residual,
+                f"(c) authors' ADMM, rule not met in {budget} iterations",
+                str(budget),
+                t_rule,
+                "measured",
+                rule,
             )
         )
-    rows.append(
-        row(
-            f"(c') authors' ADMM, rule off, {fixed.iterations} iterations",
-            fixed.low_rank.numpy(),
-            fixed.sparse.numpy(),
-            str(fixed.iterations),
-            t_fixed,
-            "measured",
-            fixed.residual,
-        )
-    )
+    per_iter = t_run / budget
     rows.append(
         _Row(
-            f"(c'') authors' ADMM, full {_ADMM_CAP}-iteration cap",
+            f"(c) authors' ADMM, to its {_ADMM_CAP}-iteration cap",
             str(_ADMM_CAP),
-            cap_seconds,
-            f"extrapolated: {_ADMM_CAP} x {per_iter * 1e3:.1f} ms",
-            math.nan,
-            math.nan,
-            math.nan,
+            per_iter * _ADMM_CAP,
+            f"extrapolated ({per_iter * 1e3:.1f} ms/iteration)",
         )
     )
 
     lines = [
         "## Robust PCA",
         "",
-        f"Principal component pursuit on one {n} x {n} symmetric float64 matrix (PSD, "
-        f"eigenvalues n / i^2, plus symmetric corruption of ~3% of the entries; seed {_SEED}), "
-        f"lam = 1/sqrt(n) = {lam:.4f} and tol = {_TOL:g} (||M - L - S||_F / ||M||_F) for all "
-        f"solvers. Times are medians of {_REPEATS} runs (time.perf_counter, torch's default "
-        f"{torch.get_num_threads()} threads, 1-min load average {load:.2f} at start). "
-        "Agreement is ||L - L_b||_F / ||L_b||_F against the textbook NumPy solver (b); the "
-        "objective ||L||_* + lam ||S||_1 is given relative to ours. The authors' ADMM checks "
-        "only the residual, so it can stop at a feasible point far from the PCP optimum: its "
-        "agreement and objective columns show whether its answer is the same decomposition. "
-        f"Its run with the rule off shows progress after {fixed.iterations} iterations; the "
-        f"{_ADMM_CAP}-iteration cap row is extrapolated from the measured "
-        f"{per_iter * 1e3:.1f} ms per iteration, not run.",
+        f"Principal component pursuit on one {n} x {n} symmetric float64 matrix (PSD with "
+        f"eigenvalues n / i^2, like a Jacobian Gram, plus a symmetric corruption of ~3% of the "
+        f"entries; seed {_SEED}), lam = 1/sqrt(n) = {lam:.4f} and tol = {_TOL:g} on "
+        '||M - L - S||_F / ||M||_F for every solver. (a) is `solve_rpca(solver="ialm")`, '
+        "(b) the textbook inexact ALM in NumPy (full SVD every iteration; same constants and "
+        'update order) defined in the benchmark, (c) `solve_rpca(solver="admm")`, the '
+        "authors' fixed-penalty ADMM. Times are medians of "
+        f"{_REPEATS} runs after a warm-up run (time.perf_counter; torch's default "
+        f"{torch.get_num_threads()} threads; 1-minute load average {load:.2f} at start). "
+        "Speed-up is the row's time over (a)'s. Agreement is ||L - L_b||_F / ||L_b||_F "
+        "against (b), and the PCP objective ||L||_* + lam ||S||_1 is given relative to (a)'s: "
+        "the authors' rule checks only the residual, so an early stop can be feasible yet far "
+        f"from the PCP optimum. At most {budget} ADMM iterations are run; the row for its "
+        f"{_ADMM_CAP}-iteration cap is an extrapolation from the measured time per iteration, "
+        "not a measurement.",
         "",
         "| Solver | Iterations | Time (s) | Time is | Speed-up of (a) | Agreement with (b) "
         "| Residual | Objective / (a) |",
@@ -242,7 +220,7 @@ def run(quick: bool = False) -> str:
         lines.append(
             f"| {r.name} | {r.iterations} | {r.seconds:.3f} | {r.time_label} "
             f"| {r.seconds / t_ours:.1f}x | {_fmt(r.agreement)} | {_fmt(r.residual)} "
-            f"| {_fmt(r.objective_ratio, '.4f')} |"
+            f"| {_fmt(r.objective_ratio, '.3f')} |"
         )
     return "\n".join(lines) + "\n"
 

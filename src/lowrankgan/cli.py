@@ -6,7 +6,9 @@ nothing half-written left behind (outputs are staged and moved into place at the
 
 from __future__ import annotations
 
+import math
 import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +24,10 @@ from .errors import UserInputError
 from .models import Model, list_models, load_model
 
 EXIT_USAGE = 2
+#: Largest seed torch's generator accepts.
+MAX_SEED = 2**64 - 1
+#: Most seeds one `--seeds` may expand to (a typo like 0-1000000000 must not eat the memory).
+MAX_SEEDS = 10_000
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -33,19 +39,18 @@ def parse_seeds(text: str) -> list[int]:
             continue
         low, sep, high = part.partition("-") if not part.startswith("-") else (part, "", "")
         try:
-            if sep:
-                first, last = int(low), int(high)
-                if last < first:
-                    raise UserInputError(f"seed range {part!r} is inverted")
-                seeds.extend(range(first, last + 1))
-            else:
-                seeds.append(int(part))
+            first, last = (int(low), int(high)) if sep else (int(part), int(part))
         except ValueError:
             raise UserInputError(f"seeds must be integers or ranges like 0-15, got {text!r}") from None
+        if last < first:
+            raise UserInputError(f"seed range {part!r} is inverted")
+        if first < 0 or last > MAX_SEED:
+            raise UserInputError(f"seeds must be integers in 0..{MAX_SEED}")
+        if len(seeds) + last - first + 1 > MAX_SEEDS:
+            raise UserInputError(f"--seeds gives more than {MAX_SEEDS} seeds")
+        seeds.extend(range(first, last + 1))
     if not seeds:
         raise UserInputError("no seeds given")
-    if any(s < 0 for s in seeds):
-        raise UserInputError("seeds must be non-negative")
     return seeds
 
 
@@ -63,9 +68,11 @@ def load_latent_file(path: Path, dim: int) -> torch.Tensor:
         raise UserInputError(
             f"latent {path} has shape {array.shape}, the model expects ({dim},)"
         )
+    with np.errstate(over="ignore", invalid="ignore"):
+        array = array.astype(np.float32).reshape(dim)
     if not np.isfinite(array).all():
-        raise UserInputError(f"latent {path} contains NaN or Inf")
-    return torch.from_numpy(array.astype(np.float32).reshape(dim))
+        raise UserInputError(f"latent {path} contains NaN or Inf (or values beyond float32)")
+    return torch.from_numpy(array)
 
 
 def _model(model: str, checkpoint: str | None, class_: str | None, device: str) -> Model:
@@ -77,8 +84,8 @@ def _latent(model: Model, seed: int | None, latent: str | None) -> tuple[torch.T
         raise UserInputError("give exactly one of --seed or --latent")
     if latent is not None:
         return load_latent_file(Path(latent), model.latent_dim).to(model.device), latent
-    if seed < 0:
-        raise UserInputError("--seed must be non-negative")
+    if not 0 <= seed <= MAX_SEED:
+        raise UserInputError(f"--seed must be an integer in 0..{MAX_SEED}")
     return model.sample_latent(seed), f"seed {seed}"
 
 
@@ -119,6 +126,10 @@ def analysis_options(func):  # noqa: ANN001, ANN201 - click decorator
 
 
 def _settings(model: Model, **kw: object) -> AnalysisSettings:
+    for name in ("region_energy", "keep_energy", "contrast_tau", "rpca_lambda", "memory_budget"):
+        value = kw[name]
+        if value is not None and not math.isfinite(value):
+            raise UserInputError(f"--{name.replace('_', '-')} must be a finite number")
     size = kw["analysis_size"]
     if size is not None and not 1 <= size <= max(model.resolution):
         raise UserInputError(f"--analysis-size must be in 1..{max(model.resolution)}")
@@ -198,7 +209,10 @@ def _analysis_for_edit(model, z, region, keep, settings, analysis_path, quiet) -
     if analysis_path is not None:
         if region is not None:
             raise UserInputError("give either --region or --analysis, not both")
-        result = Analysis.load(Path(analysis_path))
+        try:
+            result = Analysis.load(Path(analysis_path))
+        except (zipfile.BadZipFile, EOFError) as exc:
+            raise UserInputError(f"cannot read analysis {analysis_path}: {exc}") from None
         if result.latent.shape[0] != model.latent_dim:
             raise UserInputError(
                 f"analysis {analysis_path} is for a {result.latent.shape[0]}-d latent, the "
@@ -229,8 +243,8 @@ def edit_command(model_name, checkpoint, class_, device, seed, latent, region, a
     from .outputs import write_edit_outputs
 
     values = parse_strengths(strengths)
-    if step <= 0:
-        raise UserInputError("--step must be positive")
+    if not (math.isfinite(step) and step > 0):
+        raise UserInputError("--step must be a positive number")
     seed_list = parse_seeds(seeds) if seeds is not None else None
     check_writable_dir(out)
     model = _model(model_name, checkpoint, class_, device)
@@ -241,6 +255,14 @@ def edit_command(model_name, checkpoint, class_, device, seed, latent, region, a
     settings = _settings(model, **kw)
     result = _analysis_for_edit(model, z, region, keep, settings, analysis_path, quiet)
     result.direction(direction_index)  # validates the index before any work
+    if not one_shot:
+        try:
+            result.keep_rank  # noqa: B018 - path-following needs it: fail before any work
+        except (KeyError, TypeError, ValueError):
+            raise UserInputError(
+                f"{analysis_path}: no kept-region rank (analysis.json missing beside it?); "
+                "path-following needs it, or use --one-shot"
+            ) from None
     starts: list[tuple[str, torch.Tensor | None]]
     if seed_list is not None:
         starts = [(f"seed {s}", model.sample_latent(s)) for s in seed_list]

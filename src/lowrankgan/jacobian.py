@@ -69,7 +69,8 @@ def activation_bytes(model: Model) -> int:
     handles = [m.register_forward_hook(hook) for m in model.network.modules()]
     try:
         with torch.no_grad():
-            out = model.synthesize(torch.zeros(1, model.latent_dim, device=model.device))
+            probe = torch.zeros(1, model.latent_dim, device=model.device, dtype=model.dtype)
+            out = model.synthesize(probe)
     finally:
         for handle in handles:
             handle.remove()
@@ -115,8 +116,8 @@ def jacobian_field(
         directions: `(k, d)` tangents to push instead of the identity (k columns of J·V).
 
     Returns:
-        `(k, C', h, w)` float32 on the model's device: row i is `d view / d x` along
-        direction i (the identity by default, so k = d).
+        `(k, C', h, w)` in the model's precision (at least float32) on its device: row i
+        is `d view / d x` along direction i (the identity by default, so k = d).
     """
     device, dtype = model.device, model.dtype
     point = latent.detach().reshape(1, model.latent_dim).to(device=device, dtype=dtype)
@@ -144,9 +145,9 @@ def jacobian_field(
         ):
             block = batched(directions[start : start + step])
             if field is None:
-                field = torch.empty(
-                    (count, *block.shape[1:]), device=block.device, dtype=torch.float32
-                )
+                # The model's precision, never below float32 (half models accumulate badly).
+                dtype = torch.promote_types(block.dtype, torch.float32)
+                field = torch.empty((count, *block.shape[1:]), device=block.device, dtype=dtype)
             field[start : start + block.shape[0]] = block
     assert field is not None
     return field

@@ -62,7 +62,9 @@ def write_edit_outputs(
     images = render_latents(model, all_latents).reshape(
         len(rows), len(strengths), *model.resolution, 3
     )
-    region = analysis.region_mask if analysis.region_mask.size else None
+    # An analysis made on another model of the same latent size has a mask of another size.
+    mask = analysis.region_mask
+    region = mask if mask.size and mask.shape == tuple(model.resolution) else None
     size = max(96, min(256, 4 * max(model.resolution)))
     cells = []
     for row_images in images:

@@ -50,11 +50,16 @@ def load_mask_file(path: Path, height: int, width: int) -> torch.Tensor:
         raise UserInputError(f"mask file not found: {path}")
     try:
         with Image.open(path) as image:
+            has_alpha = "A" in image.getbands()
             array = np.asarray(image)
     except (UnidentifiedImageError, OSError, ValueError):
         raise UserInputError(f"cannot read mask image {path}") from None
     if array.ndim == 3:
-        array = array.max(axis=2)
+        if has_alpha:
+            # An opaque alpha channel is not the region: transparent pixels are outside it.
+            array = np.where(array[..., -1] != 0, array[..., :-1].max(axis=2), 0)
+        else:
+            array = array.max(axis=2)
     if array.shape != (height, width):
         raise UserInputError(
             f"mask {path} is {array.shape[1]}x{array.shape[0]}, the model outputs "
@@ -103,7 +108,7 @@ def keep_mask(model: Model, region: torch.Tensor, keep: RegionSpec | None) -> to
     if keep is None:
         return complement(region)
     kept = region_mask(model, keep)
-    if (kept & region).all() and kept.sum() == region.sum():
+    if torch.equal(kept, region):
         raise UserInputError("the kept region equals the edited region")
     return kept
 

@@ -66,8 +66,9 @@ class Model:
 
     @property
     def dtype(self) -> torch.dtype:
-        for tensor in self.network.parameters():
-            return tensor.dtype
+        for tensor in (*self.network.parameters(), *self.network.buffers()):
+            if tensor.is_floating_point():
+                return tensor.dtype
         return torch.float32
 
     @property

@@ -9,6 +9,7 @@ carrying a payload is rejected before the payload can run. Failures become one-l
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,12 +28,15 @@ def load_state_file(path: str | Path) -> Mapping[str, Any]:
     if not path.is_file():
         raise UserInputError(f"checkpoint is not a file: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # e.g. "Detected pickle protocol 4": noise on stderr next to the one-line error.
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only refuses globals outside the allow-list: a payload or a foreign format.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserInputError(
-            f"refused to load {path}: it is not a plain tensor checkpoint ({first[:160]})"
+            f"refused to load {path}: it is not a plain tensor checkpoint "
+            f"({_unpickling_reason(exc)[:160]})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -40,6 +44,14 @@ def load_state_file(path: str | Path) -> Mapping[str, Any]:
     if not isinstance(obj, Mapping):
         raise UserInputError(f"checkpoint {path} does not hold a dict of tensors")
     return obj
+
+
+def _unpickling_reason(exc: Exception) -> str:
+    """The informative line of torch's weights-only refusal (it starts with boilerplate)."""
+    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(boilerplate)]
+    return (useful or lines or [type(exc).__name__])[0]
 
 
 def find_state_dict(obj: Mapping[str, Any], keys: tuple[str, ...]) -> Mapping[str, torch.Tensor]:

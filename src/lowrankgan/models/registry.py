@@ -238,11 +238,18 @@ def _load_factory(spec: str) -> Model:
     if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
         raise UserInputError(f"{spec}: the module needs a positive integer attribute latent_dim")
     network = network.eval().requires_grad_(False)
-    with torch.no_grad():
-        probe = network(torch.zeros(1, latent_dim, device=_module_device(network)))
+    try:
+        with torch.no_grad():
+            probe = network(torch.zeros(1, latent_dim, device=_module_device(network)))
+    except Exception as exc:  # the user's network: report its error on one line
+        raise UserInputError(
+            f"{spec}: forward of a (1, {latent_dim}) latent failed: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(probe, torch.Tensor) or probe.dim() != 4:
         raise UserInputError(f"{spec}: forward must return a (B, C, H, W) tensor")
     _, channels, height, width = probe.shape
+    if channels not in (1, 3):
+        raise UserInputError(f"{spec}: images must have 1 or 3 channels, got {channels}")
     return Model(
         name=spec,
         network=network,
