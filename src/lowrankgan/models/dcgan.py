@@ -22,7 +22,11 @@ from torch import nn
 
 from ..errors import UserInputError
 
-_KEY = re.compile(r"^main\.(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$")
+# `main.{i}.*` as saved from the tutorial's `self.main = nn.Sequential(...)`, or a bare
+# `nn.Sequential`'s `{i}.*`.
+_KEY = re.compile(
+    r"^(?:main\.)?(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$"
+)
 
 
 class DCGANGenerator(nn.Module):
