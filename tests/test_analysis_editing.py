@@ -1,0 +1,118 @@
+"""Analysis artifacts, locality metrics and edits on the real face GAN."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lowrankgan import Analysis, UserInputError, analyze, edit_analysis, load_model, locality
+from lowrankgan.editing import one_shot, parse_strengths
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return load_model("dcgan-faces")
+
+
+@pytest.fixture(scope="module")
+def eyes_analysis(faces):
+    return analyze(faces, faces.sample_latent(0), "eyes")
+
+
+def test_locality_known_values():
+    original = torch.zeros(3, 2, 2, dtype=torch.float64)
+    edited = original.clone()
+    edited[:, 0, 0] = 0.6  # inside: one pixel, change 0.6 in each channel
+    edited[:, 1, 1] = 0.3  # outside: one of three pixels
+    region = torch.tensor([[True, False], [False, False]])
+    result = locality(original, edited, region)
+    assert math.isclose(result.rms_inside, 0.6)
+    assert math.isclose(result.rms_outside, math.sqrt(0.09 / 3))
+    assert math.isclose(result.ratio, math.sqrt(0.09 / 3) / 0.6)
+    assert math.isclose(result.energy_inside, 0.36 / (0.36 + 0.09))
+    assert locality(original, original, region).ratio == float("inf")
+
+
+def test_analysis_fields_and_round_trip(tmp_path: Path, eyes_analysis: Analysis):
+    a = eyes_analysis
+    d = 100
+    r, n, k = a.region_basis.shape[1], a.null_basis.shape[1], a.directions.shape[1]
+    assert a.latent.shape == (d,) and a.region_singular_values.shape == (r,)
+    assert a.null_basis.shape == (d, n) and a.directions.shape == (d, k)
+    np.testing.assert_allclose(np.linalg.norm(a.directions, axis=0), 1.0, atol=1e-12)
+    assert np.all(np.diff(a.region_singular_values) <= 0)
+    assert n == d - a.info["ranks"]["keep"]
+    a.save(tmp_path)
+    again = Analysis.load(tmp_path / "analysis.npz")
+    for name in Analysis.ARRAYS:
+        np.testing.assert_array_equal(getattr(again, name), getattr(a, name))
+    info = json.loads((tmp_path / "analysis.json").read_text())
+    assert info["model"] == "dcgan-faces" and info["region"] == "eyes"
+    assert info["rpca"]["region"]["converged"] and info["rpca"]["keep"]["converged"]
+    assert set(info["timings_seconds"]) == {"jacobian_gram", "rpca_subspaces", "directions"}
+
+
+def test_rank_overrides_and_validation(faces):
+    z = faces.sample_latent(1)
+    a = analyze(faces, z, "mouth", rank=3, keep_rank=40)
+    assert a.region_basis.shape[1] == 3 and a.null_basis.shape[1] == 60
+    for bad in ({"rank": 0}, {"rank": 101}, {"keep_rank": 100}):
+        with pytest.raises(UserInputError):
+            analyze(faces, z, "mouth", **bad)
+
+
+def test_local_direction_beats_the_regions_own_direction(faces, eyes_analysis):
+    z = faces.sample_latent(0)
+    region = torch.from_numpy(eyes_analysis.region_mask)
+    base = faces.synthesize(z)[0]
+
+    def ratio(vector: np.ndarray) -> float:
+        moved = one_shot(z, torch.from_numpy(vector).float(), [2.0])
+        return locality(base, faces.synthesize(moved)[0], region).ratio
+
+    assert ratio(eyes_analysis.directions[:, 0]) < 0.8 * ratio(eyes_analysis.region_basis[:, 0])
+
+
+def test_path_following_is_more_local_than_one_shot(faces, eyes_analysis):
+    z = faces.sample_latent(0)
+    region = torch.from_numpy(eyes_analysis.region_mask)
+    base = faces.synthesize(z)[0]
+    path = edit_analysis(faces, eyes_analysis, [4.0], step=0.5)
+    line = edit_analysis(faces, eyes_analysis, [4.0], one_shot_edit=True)
+    path_loc = locality(base, faces.synthesize(path)[0], region)
+    line_loc = locality(base, faces.synthesize(line)[0], region)
+    assert path_loc.ratio < line_loc.ratio
+    assert path_loc.rms_inside > 0.01  # the region still changes
+
+
+def test_contrast_is_more_local_than_lowrank_here(faces, eyes_analysis):
+    z = faces.sample_latent(0)
+    contrast = analyze(faces, z, "eyes", method="contrast")
+    region = torch.from_numpy(eyes_analysis.region_mask)
+    base = faces.synthesize(z)[0]
+
+    def ratio(a: Analysis) -> float:
+        moved = one_shot(z, torch.from_numpy(a.directions[:, 0]).float(), [2.0])
+        return locality(base, faces.synthesize(moved)[0], region).ratio
+
+    assert ratio(contrast) < ratio(eyes_analysis)
+
+
+def test_transfer_to_another_latent_starts_there(faces, eyes_analysis):
+    other = faces.sample_latent(9)
+    latents = edit_analysis(faces, eyes_analysis, [-1.0, 0.0, 1.0], latent=other,
+                            one_shot_edit=True)
+    torch.testing.assert_close(latents[1], other)
+    torch.testing.assert_close((latents[2] - other).norm(), torch.tensor(1.0))
+
+
+def test_strength_parsing():
+    assert parse_strengths("-5,-2.5,0,2.5,5") == [-5.0, -2.5, 0.0, 2.5, 5.0]
+    for bad in ("", "a,b", "1,nan", "inf"):
+        with pytest.raises(UserInputError):
+            parse_strengths(bad)
