@@ -26,7 +26,9 @@ class StructuredGenerator(nn.Module):
     def __init__(self, seed: int = 0, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
-        q, _ = torch.linalg.qr(torch.randn(LATENT_DIM, LATENT_DIM, generator=gen, dtype=torch.float64))
+        q, _ = torch.linalg.qr(
+            torch.randn(LATENT_DIM, LATENT_DIM, generator=gen, dtype=torch.float64)
+        )
         self.register_buffer("region_basis", q[:, 0:4].to(dtype))  # shares q[:, 3]
         self.register_buffer("keep_basis", q[:, 3:9].to(dtype))
         self.register_buffer("local_basis", q[:, 0:3].to(dtype))

@@ -105,8 +105,9 @@ def test_contrast_is_more_local_than_lowrank_here(faces, eyes_analysis):
 
 def test_transfer_to_another_latent_starts_there(faces, eyes_analysis):
     other = faces.sample_latent(9)
-    latents = edit_analysis(faces, eyes_analysis, [-1.0, 0.0, 1.0], latent=other,
-                            one_shot_edit=True)
+    latents = edit_analysis(
+        faces, eyes_analysis, [-1.0, 0.0, 1.0], latent=other, one_shot_edit=True
+    )
     torch.testing.assert_close(latents[1], other)
     torch.testing.assert_close((latents[2] - other).norm(), torch.tensor(1.0))
 

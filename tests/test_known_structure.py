@@ -30,8 +30,13 @@ def latent(model):
 
 
 def test_region_gram_has_the_built_in_rank(model, latent):
-    grams = jacobian_gram(model, latent, torch.stack([model.presets["left"].mask(SIZE, SIZE),
-                                                       model.presets["right"].mask(SIZE, SIZE)]))
+    grams = jacobian_gram(
+        model,
+        latent,
+        torch.stack(
+            [model.presets["left"].mask(SIZE, SIZE), model.presets["right"].mask(SIZE, SIZE)]
+        ),
+    )
     left_values = torch.linalg.eigvalsh(grams[0]).flip(0)
     right_values = torch.linalg.eigvalsh(grams[1]).flip(0)
     assert (left_values[:4] > 1e-3 * left_values[0]).all()
@@ -86,7 +91,9 @@ def test_region_own_direction_is_not_local(model, latent):
     moved = [
         (model.synthesize(one_shot(latent, own[:, i], [1.0]))[0] - model.synthesize(latent)[0])[
             :, :, SIZE // 2 :
-        ].abs().max()
+        ]
+        .abs()
+        .max()
         for i in range(4)
     ]
     assert max(moved) > 1e-2
@@ -103,8 +110,7 @@ def test_path_following_on_a_flat_null_space_is_the_straight_line(model, latent)
 
 def test_edit_api_path_and_one_shot_agree_here(model, latent):
     result = analyze(model, latent, "left", rank=4, keep_rank=6)
-    path = edit(model, latent, result.directions[:, 0], [1.5], region="left", keep_rank=6,
-                step=0.5)
+    path = edit(model, latent, result.directions[:, 0], [1.5], region="left", keep_rank=6, step=0.5)
     line = edit(model, latent, result.directions[:, 0], [1.5], one_shot_edit=True)
     torch.testing.assert_close(path, line, atol=1e-5, rtol=0)
     assert abs(float((line[0] - latent).norm()) - 1.5) < 1e-5

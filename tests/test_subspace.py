@@ -38,8 +38,9 @@ def test_principal_and_null_spaces_split_the_latent_space(dim, data, seed):
     null = null_space_basis(gram, rank)
     assert principal.shape == (dim, rank) and null.shape == (dim, dim - rank)
     full = torch.cat([principal, null], dim=1)
-    torch.testing.assert_close(full.T @ full, torch.eye(dim, dtype=torch.float64), atol=1e-9,
-                               rtol=0)
+    torch.testing.assert_close(
+        full.T @ full, torch.eye(dim, dtype=torch.float64), atol=1e-9, rtol=0
+    )
     assert torch.all(values[:-1] >= values[1:])
     # the null space carries the smallest part of the spectrum
     all_values, _ = eig_desc(gram)
@@ -55,8 +56,9 @@ def test_projected_directions_are_unit_sorted_and_in_the_null_space(dim, data, s
     principal, _ = principal_subspace(region, data.draw(st.integers(1, dim)))
     null = null_space_basis(keep, rank)
     directions, strengths = projected_directions(principal, null, region)
-    torch.testing.assert_close(directions.norm(dim=0), torch.ones(directions.shape[1],
-                                                                  dtype=torch.float64))
+    torch.testing.assert_close(
+        directions.norm(dim=0), torch.ones(directions.shape[1], dtype=torch.float64)
+    )
     inside = null @ (null.T @ directions)
     torch.testing.assert_close(inside, directions, atol=1e-9, rtol=0)
     assert torch.all(strengths[:-1] >= strengths[1:] - 1e-12)
@@ -87,8 +89,11 @@ def test_contrast_solves_the_generalised_eigenproblem(dim, seed, tau, scale):
 
 
 @SETTINGS
-@given(st.lists(st.floats(min_value=0.0, max_value=1e3), min_size=1, max_size=20),
-       st.floats(0.01, 1.0), st.floats(0.01, 1.0))
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=1e3), min_size=1, max_size=20),
+    st.floats(0.01, 1.0),
+    st.floats(0.01, 1.0),
+)
 def test_energy_rank_is_monotone_and_sufficient(values, low, high):
     spectrum = torch.tensor(sorted(values, reverse=True), dtype=torch.float64)
     low, high = min(low, high), max(low, high)

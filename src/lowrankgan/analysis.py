@@ -32,8 +32,8 @@ from .subspace import (
     contrast_directions,
     eig_desc,
     energy_rank,
-    numerical_rank,
     null_space_basis,
+    numerical_rank,
     principal_subspace,
     projected_directions,
 )
@@ -195,8 +195,9 @@ def low_rank_part(matrix: torch.Tensor, settings: AnalysisSettings) -> tuple[tor
         "iterations": result.iterations,
         "converged": result.converged,
         "residual": result.residual,
-        "sparse_fraction": float((result.sparse.abs() > 1e-12 * matrix.abs().max()).double()
-                                 .mean()),
+        "sparse_fraction": float(
+            (result.sparse.abs() > 1e-12 * matrix.abs().max()).double().mean()
+        ),
         "seconds": time.perf_counter() - start,
     }
     return result.low_rank, stats

@@ -89,8 +89,13 @@ def run_demo(
                     )
                     if abs(strength) == max(DEMO_STRENGTHS):
                         summary.append(
-                            {"seed": seed, "region": region, "method": method,
-                             "strength": strength, "outside / inside": loc.ratio}
+                            {
+                                "seed": seed,
+                                "region": region,
+                                "method": method,
+                                "strength": strength,
+                                "outside / inside": loc.ratio,
+                            }
                         )
                 base = images[DEMO_STRENGTHS.index(0.0)]
                 heatmaps.append(
@@ -164,7 +169,9 @@ def run_demo(
     return out / "index.html"
 
 
-def _transfer_section(model, analysis: Analysis, seeds: Sequence[int], staging: Path) -> ReportSection:  # noqa: ANN001
+def _transfer_section(
+    model, analysis: Analysis, seeds: Sequence[int], staging: Path
+) -> ReportSection:  # noqa: ANN001
     """One direction, found on one face, applied to other faces."""
     others = [s for s in range(max(seeds) + 1, max(seeds) + 6)]
     strengths = (-3.0, 0.0, 3.0)

@@ -4,8 +4,9 @@ A one-shot edit moves the latent in a straight line, `x + alpha v`. The projecti
 `v` local was computed at the starting latent, so as `|alpha|` grows the kept region's null
 space turns away from the line and the edit leaks. Path-following re-projects `v` onto the
 kept region's null space at the current point at every step (`u = N_t N_t^T v`,
-renormalised) and moves by arc length, so the kept region stays still along the whole path. Strength is the distance
-travelled in the analysis space in both modes.
+renormalised) and moves by arc length, then a corrector step pulls the kept region back to
+the original image, so the kept region stays still along the whole path. Strength is the
+distance travelled in the analysis space in both modes.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .analysis import Analysis, AnalysisSettings, kept_null_space, low_rank_part, region_grams
-from .jacobian import analysis_view, gram_from_field, jacobian_field, mask_weights
-from .subspace import eig_desc
 from .errors import UserInputError
+from .jacobian import analysis_view, gram_from_field, jacobian_field, mask_weights
 from .models.base import Model
 from .regions import RegionSpec, complement, region_mask
+from .subspace import eig_desc
 
 DEFAULT_STEP = 0.25
 
@@ -38,7 +39,9 @@ def parse_strengths(text: str) -> list[float]:
     return values
 
 
-def one_shot(latent: torch.Tensor, direction: torch.Tensor, strengths: Sequence[float]) -> torch.Tensor:
+def one_shot(
+    latent: torch.Tensor, direction: torch.Tensor, strengths: Sequence[float]
+) -> torch.Tensor:
     """Straight-line edits `x + s v`: `(d,)`, `(d,)`, n strengths -> `(n, d)`."""
     alphas = torch.as_tensor(list(strengths), dtype=latent.dtype, device=latent.device)
     unit = direction / direction.norm()
@@ -157,8 +160,7 @@ def follow_path(
     results: dict[float, torch.Tensor] = {0.0: start}
     signs = [sign for sign in (1.0, -1.0) if any(np.sign(s) == sign for s in strengths)]
     total_steps = sum(
-        int(np.ceil(max(abs(s) for s in strengths if np.sign(s) == sign) / step))
-        for sign in signs
+        int(np.ceil(max(abs(s) for s in strengths if np.sign(s) == sign) / step)) for sign in signs
     )
     bar = tqdm(total=total_steps, desc="Path", unit="step", disable=not progress, leave=False)
     initial = state_at(start) if signs else None
@@ -231,7 +233,14 @@ def edit(
         gram = region_grams(model, latent, kept.unsqueeze(0), settings)[0].cpu()
         _, keep_rank, _, _ = kept_null_space(gram, settings)
     return follow_path(
-        model, latent, direction, strengths, kept, keep_rank, settings, step=step,
+        model,
+        latent,
+        direction,
+        strengths,
+        kept,
+        keep_rank,
+        settings,
+        step=step,
         progress=progress,
     )
 

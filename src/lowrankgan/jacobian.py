@@ -140,7 +140,10 @@ def jacobian_field(
     field: torch.Tensor | None = None
     with torch.no_grad():
         for start in tqdm(
-            starts, desc="Jacobian", unit="chunk", disable=not progress or len(starts) < 2,
+            starts,
+            desc="Jacobian",
+            unit="chunk",
+            disable=not progress or len(starts) < 2,
             leave=False,
         ):
             block = batched(directions[start : start + step])

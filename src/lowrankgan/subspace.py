@@ -57,8 +57,14 @@ def energy_rank(values: torch.Tensor, energy: float) -> int:
     if total <= 0:
         return 1
     cumulative = torch.cumsum(values, 0) / total
-    rank = int(torch.searchsorted(cumulative, torch.tensor(energy, dtype=cumulative.dtype,
-                                                           device=cumulative.device)).item()) + 1
+    rank = (
+        int(
+            torch.searchsorted(
+                cumulative, torch.tensor(energy, dtype=cumulative.dtype, device=cumulative.device)
+            ).item()
+        )
+        + 1
+    )
     return max(1, min(rank, values.numel()))
 
 

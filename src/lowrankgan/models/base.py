@@ -113,13 +113,9 @@ def resolve_class(which: int | str, class_names: Sequence[str]) -> int:
     if text.lstrip("-").isdigit():
         index = int(text)
         if not 0 <= index < len(class_names):
-            raise UserInputError(
-                f"class index {index} is out of range 0..{len(class_names) - 1}"
-            )
+            raise UserInputError(f"class index {index} is out of range 0..{len(class_names) - 1}")
         return index
     lowered = [name.lower() for name in class_names]
     if text.lower() not in lowered:
-        raise UserInputError(
-            f"unknown class {text!r}; choose one of: {', '.join(class_names)}"
-        )
+        raise UserInputError(f"unknown class {text!r}; choose one of: {', '.join(class_names)}")
     return lowered.index(text.lower())

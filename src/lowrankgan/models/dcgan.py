@@ -24,9 +24,7 @@ from ..errors import UserInputError
 
 # `main.{i}.*` as saved from the tutorial's `self.main = nn.Sequential(...)`, or a bare
 # `nn.Sequential`'s `{i}.*`.
-_KEY = re.compile(
-    r"^(?:main\.)?(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$"
-)
+_KEY = re.compile(r"^(?:main\.)?(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$")
 
 
 class DCGANGenerator(nn.Module):
