@@ -48,6 +48,7 @@ def test_ialm_recovers_symmetric_low_rank_plus_sparse(n: int, seed: int) -> None
     matrix, low0, sparse0 = _symmetric_problem(n, seed)
     result = solve_rpca(matrix)
     assert result.converged
+    assert result.iterations <= 60  # inexact ALM: tens of iterations, not thousands
     assert _rel(result.low_rank, low0) < 1e-5
     assert _rel(result.sparse, sparse0) < 1e-5
     assert torch.linalg.matrix_rank(result.low_rank, rtol=1e-8).item() == 5
@@ -177,10 +178,11 @@ def test_admm_converges_and_agrees_with_ialm() -> None:
 
 def test_admm_defaults_are_the_authors() -> None:
     matrix, _, _ = _symmetric_problem(40, 8)
+    matrix = matrix[:, :30]
     default = solve_rpca(matrix, solver="admm", max_iter=5)
     assert default.lam == AUTHORS_LAMBDA == 1 / 60
-    # Default penalty mu = n^2 / (4 ||M||_1), ||M||_1 the largest absolute column sum.
-    mu = 40 * 40 / (4 * matrix.abs().sum(dim=0).max().item())
+    # Default penalty mu = n m / (4 ||M||_1), ||M||_1 the largest absolute column sum.
+    mu = 40 * 30 / (4 * matrix.abs().sum(dim=0).max().item())
     explicit = solve_rpca(matrix, solver="admm", max_iter=5, mu=mu)
     assert _rel(default.low_rank, explicit.low_rank) < 1e-10
     other = solve_rpca(matrix, solver="admm", max_iter=5, mu=2 * mu)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,13 +79,15 @@ class AnalysisSettings:
             raise UserInputError(f"unknown method {self.method!r}; choose {', '.join(METHODS)}")
         for name in ("region_energy", "keep_energy"):
             value = getattr(self, name)
-            if not 0.0 < value <= 1.0:
+            if not (math.isfinite(value) and 0.0 < value <= 1.0):
                 raise UserInputError(f"{name} must be in (0, 1], got {value}")
         if self.rank_rule not in ("energy", "numerical"):
             raise UserInputError(f"unknown rank rule {self.rank_rule!r}")
-        if self.contrast_tau <= 0:
+        if not math.isfinite(self.contrast_tau) or self.contrast_tau <= 0:
             raise UserInputError(f"contrast tau must be positive, got {self.contrast_tau}")
-        if self.rpca_lambda is not None and self.rpca_lambda <= 0:
+        if self.rpca_lambda is not None and not (
+            math.isfinite(self.rpca_lambda) and self.rpca_lambda > 0
+        ):
             raise UserInputError(f"RPCA lambda must be positive, got {self.rpca_lambda}")
 
 
@@ -153,8 +156,9 @@ class Analysis:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in cls.ARRAYS if name in data}
-        except (OSError, ValueError) as exc:
-            raise UserInputError(f"cannot read analysis {path}: {exc}") from None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserInputError(f"cannot read analysis {path}: {first}") from None
         missing = [name for name in ("latent", "directions", "null_basis") if name not in arrays]
         if missing:
             raise UserInputError(f"{path} is not an analysis file (missing {', '.join(missing)})")

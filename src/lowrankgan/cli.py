@@ -18,7 +18,7 @@ import torch
 
 from . import __version__
 from .analysis import AUTHORS_SETTINGS, METHODS, Analysis, AnalysisSettings, analyze
-from .artifacts import check_writable_dir, save_npz_atomic, staged_output
+from .artifacts import check_writable_dir, staged_output
 from .editing import DEFAULT_STEP, edit_analysis, parse_strengths
 from .errors import UserInputError
 from .models import Model, list_models, load_model
@@ -41,7 +41,9 @@ def parse_seeds(text: str) -> list[int]:
         try:
             first, last = (int(low), int(high)) if sep else (int(part), int(part))
         except ValueError:
-            raise UserInputError(f"seeds must be integers or ranges like 0-15, got {text!r}") from None
+            raise UserInputError(
+                f"seeds must be integers or ranges like 0-15, got {text!r}"
+            ) from None
         if last < first:
             raise UserInputError(f"seed range {part!r} is inverted")
         if first < 0 or last > MAX_SEED:
@@ -65,9 +67,7 @@ def load_latent_file(path: Path, dim: int) -> torch.Tensor:
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
         raise UserInputError(f"latent {path} must hold a numeric array")
     if array.size != dim or array.ndim > 2 or (array.ndim == 2 and array.shape[0] != 1):
-        raise UserInputError(
-            f"latent {path} has shape {array.shape}, the model expects ({dim},)"
-        )
+        raise UserInputError(f"latent {path} has shape {array.shape}, the model expects ({dim},)")
     with np.errstate(over="ignore", invalid="ignore"):
         array = array.astype(np.float32).reshape(dim)
     if not np.isfinite(array).all():
@@ -92,10 +92,16 @@ def _latent(model: Model, seed: int | None, latent: str | None) -> tuple[torch.T
 def model_options(func):  # noqa: ANN001, ANN201 - click decorator
     for option in reversed(
         [
-            click.option("--model", "model_name", required=True, help="Name, checkpoint or file.py:factory."),
+            click.option(
+                "--model", "model_name", required=True, help="Name, checkpoint or file.py:factory."
+            ),
             click.option("--checkpoint", default=None, help="Other weights for a named model."),
-            click.option("--class", "class_", default=None, help="Class index or name (conditional models)."),
-            click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto."),
+            click.option(
+                "--class", "class_", default=None, help="Class index or name (conditional models)."
+            ),
+            click.option(
+                "--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto."
+            ),
         ]
     ):
         func = option(func)
@@ -106,19 +112,53 @@ def analysis_options(func):  # noqa: ANN001, ANN201 - click decorator
     for option in reversed(
         [
             click.option("--keep", default=None, help="Region to hold still (default: the rest)."),
-            click.option("--method", type=click.Choice(METHODS), default="lowrank", show_default=True),
-            click.option("--rank", type=int, default=None, help="Rank of the region's principal space."),
-            click.option("--keep-rank", type=int, default=None, help="Rank of the kept region's principal space."),
+            click.option(
+                "--method", type=click.Choice(METHODS), default="lowrank", show_default=True
+            ),
+            click.option(
+                "--rank", type=int, default=None, help="Rank of the region's principal space."
+            ),
+            click.option(
+                "--keep-rank",
+                type=int,
+                default=None,
+                help="Rank of the kept region's principal space.",
+            ),
             click.option("--region-energy", type=float, default=0.9, show_default=True),
             click.option("--keep-energy", type=float, default=0.999, show_default=True),
-            click.option("--rpca-solver", type=click.Choice(["ialm", "admm"]), default="ialm", show_default=True),
-            click.option("--rpca-lambda", type=float, default=None, help="Sparsity weight (default 4/sqrt(d))."),
+            click.option(
+                "--rpca-solver",
+                type=click.Choice(["ialm", "admm"]),
+                default="ialm",
+                show_default=True,
+            ),
+            click.option(
+                "--rpca-lambda",
+                type=float,
+                default=None,
+                help="Sparsity weight (default 4/sqrt(d)).",
+            ),
             click.option("--no-rpca", is_flag=True, help="Use the Gram matrices as they are."),
-            click.option("--authors", is_flag=True, help="The paper's settings: ADMM, lambda 1/60, numerical rank."),
+            click.option(
+                "--authors",
+                is_flag=True,
+                help="The paper's settings: ADMM, lambda 1/60, numerical rank.",
+            ),
             click.option("--contrast-tau", type=float, default=1e-2, show_default=True),
-            click.option("--analysis-size", type=int, default=None, help="Analyse at this resolution (area downsampling)."),
-            click.option("--fuse-channels", is_flag=True, help="Differentiate the mean of the colour channels."),
-            click.option("--memory-budget", type=float, default=None, help="MiB for one Jacobian chunk."),
+            click.option(
+                "--analysis-size",
+                type=int,
+                default=None,
+                help="Analyse at this resolution (area downsampling).",
+            ),
+            click.option(
+                "--fuse-channels",
+                is_flag=True,
+                help="Differentiate the mean of the colour channels.",
+            ),
+            click.option(
+                "--memory-budget", type=float, default=None, help="MiB for one Jacobian chunk."
+            ),
         ]
     ):
         func = option(func)
@@ -188,7 +228,9 @@ def models_command() -> None:
 @analysis_options
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def analyze_command(model_name, checkpoint, class_, device, seed, latent, region, out, quiet, keep, **kw) -> None:  # noqa: ANN001
+def analyze_command(
+    model_name, checkpoint, class_, device, seed, latent, region, out, quiet, keep, **kw
+) -> None:  # noqa: ANN001
     """Find local-edit directions for a region; writes analysis.npz and analysis.json."""
     check_writable_dir(out)
     model = _model(model_name, checkpoint, class_, device)
@@ -238,7 +280,25 @@ def _analysis_for_edit(model, z, region, keep, settings, analysis_path, quiet) -
 @click.option("--seeds", default=None, help="Apply the direction to these seeds, e.g. 0-15.")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True)
-def edit_command(model_name, checkpoint, class_, device, seed, latent, region, analysis_path, direction_index, strengths, one_shot, step, seeds, out, quiet, keep, **kw) -> None:  # noqa: ANN001
+def edit_command(
+    model_name,
+    checkpoint,
+    class_,
+    device,
+    seed,
+    latent,
+    region,
+    analysis_path,
+    direction_index,
+    strengths,
+    one_shot,
+    step,
+    seeds,
+    out,
+    quiet,
+    keep,
+    **kw,
+) -> None:  # noqa: ANN001
     """Edit images along a local direction; writes edits.npz, edits.png and edits.gif."""
     from .outputs import write_edit_outputs
 
@@ -272,12 +332,19 @@ def edit_command(model_name, checkpoint, class_, device, seed, latent, region, a
     rows = []
     for label, start in starts:
         latents = edit_analysis(
-            model, result, values, direction=direction_index, latent=start,
-            one_shot_edit=one_shot, step=step, progress=not quiet,
+            model,
+            result,
+            values,
+            direction=direction_index,
+            latent=start,
+            one_shot_edit=one_shot,
+            step=step,
+            progress=not quiet,
         )
         rows.append((label, latents))
     with staged_output(out) as staging:
         if region is not None:
+            result.info["seed"] = seed  # as `analyze` records it
             result.save(staging)
         write_edit_outputs(staging, model, rows, values, seed_list, result)
     click.echo(f"{len(rows) * len(values)} edited images -> {out}")
@@ -303,8 +370,11 @@ def demo_command(out: Path, device: str, seeds: str, regions: str, quiet: bool) 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: exit 0, or 2 with one line on stderr for bad input."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="lowrankgan",
-                 standalone_mode=False)
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="lowrankgan",
+            standalone_mode=False,
+        )
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         return 0

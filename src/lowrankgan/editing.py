@@ -11,6 +11,7 @@ distance travelled in the analysis space in both modes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -137,8 +138,10 @@ def follow_path(
         region: `(H, W)` bool, the edited region; default the complement of `keep`.
         progress: show a progress bar over steps.
     """
-    if step <= 0:
-        raise UserInputError(f"step must be positive, got {step}")
+    if not (math.isfinite(step) and step > 0):
+        raise UserInputError(f"step must be a positive number, got {step}")
+    if not all(math.isfinite(s) for s in strengths):
+        raise UserInputError("strengths must be finite")
     settings = settings or AnalysisSettings()
     start = latent.detach().to(torch.float64).cpu()
     unit = direction.detach().to(torch.float64).cpu()

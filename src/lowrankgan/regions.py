@@ -62,8 +62,7 @@ def load_mask_file(path: Path, height: int, width: int) -> torch.Tensor:
             array = array.max(axis=2)
     if array.shape != (height, width):
         raise UserInputError(
-            f"mask {path} is {array.shape[1]}x{array.shape[0]}, the model outputs "
-            f"{width}x{height}"
+            f"mask {path} is {array.shape[1]}x{array.shape[0]}, the model outputs {width}x{height}"
         )
     return torch.from_numpy(array != 0)
 

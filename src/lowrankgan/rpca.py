@@ -48,7 +48,10 @@ _ACCELERATOR_CHECK_EVERY = 4
 _SYMMETRY_ULPS = 64
 # Relative residual at which the float32 warm-up hands over to float64: ~100 float32 ulps, low
 # enough that float64 only polishes, high enough that float32 rounding never stalls it.
-_WARM_SWITCH = 1e-5
+_WARM_SWITCH = 1e-4
+# Below this size a float64 eigh/SVD costs microseconds, so the warm-up would buy nothing and
+# only add rounding noise to tiny, often degenerate, problems.
+_WARMUP_MIN_SIZE = 64
 # Off only to measure what the warm-up buys (see _ialm).
 _FLOAT32_WARMUP = True
 
@@ -270,7 +273,8 @@ def _ialm(
     already leaves open.
     """
     norm_fro = torch.linalg.matrix_norm(target).item()
-    warm = target.to(torch.float32) if _FLOAT32_WARMUP else target
+    use_warmup = _FLOAT32_WARMUP and min(target.shape) >= _WARMUP_MIN_SIZE
+    warm = target.to(torch.float32) if use_warmup else target
     norm_two = _spectral_norm(warm, use_eigh)
     # Y_0 = M / J(M) with J the dual norm of ||.||_* + lam ||.||_1 (max-entry norm here, as in
     # the reference code): a dual-feasible start that makes the first steps well scaled.
