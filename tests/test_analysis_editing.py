@@ -103,6 +103,15 @@ def test_contrast_is_more_local_than_lowrank_here(faces, eyes_analysis):
     assert ratio(contrast) < ratio(eyes_analysis)
 
 
+def test_contrast_on_low_rank_parts(faces):
+    z = faces.sample_latent(0)
+    plain = analyze(faces, z, "mouth", method="contrast")
+    low = analyze(faces, z, "mouth", method="contrast", contrast_on_low_rank=True)
+    assert low.info["settings"]["contrast_on_low_rank"] is True
+    np.testing.assert_allclose(np.linalg.norm(low.directions, axis=0), 1.0, atol=1e-12)
+    assert not np.allclose(np.abs(low.directions[:, 0]), np.abs(plain.directions[:, 0]))
+
+
 def test_transfer_to_another_latent_starts_there(faces, eyes_analysis):
     other = faces.sample_latent(9)
     latents = edit_analysis(

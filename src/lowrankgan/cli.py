@@ -146,6 +146,11 @@ def analysis_options(func):  # noqa: ANN001, ANN201 - click decorator
             ),
             click.option("--contrast-tau", type=float, default=1e-2, show_default=True),
             click.option(
+                "--contrast-low-rank",
+                is_flag=True,
+                help="Contrast the low-rank parts L_R, L_B instead of the Gram matrices.",
+            ),
+            click.option(
                 "--analysis-size",
                 type=int,
                 default=None,
@@ -185,6 +190,7 @@ def _settings(model: Model, **kw: object) -> AnalysisSettings:
         "rpca_lambda": kw["rpca_lambda"],
         "use_rpca": not kw["no_rpca"],
         "contrast_tau": kw["contrast_tau"],
+        "contrast_on_low_rank": kw["contrast_low_rank"],
         "size": None if size is None else _scaled_size(model, size),
         "fuse_channels": kw["fuse_channels"],
         "memory_budget": None
