@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -28,7 +29,7 @@ def faces():
 def float64_jacobian(model: Model, latent: torch.Tensor) -> torch.Tensor:
     """Reference: the full Jacobian of a float64 copy, `(C, H, W, d)` float64."""
     network = copy.deepcopy(model.network).double()
-    ref = Model(**{**model.__dict__, "network": network})
+    ref = dataclasses.replace(model, network=network)
     point = latent.double().reshape(1, -1)
     jac = torch.autograd.functional.jacobian(lambda z: ref.synthesize(z)[0], point)
     return jac.reshape(*jac.shape[:3], -1)

@@ -27,10 +27,10 @@ from tqdm.auto import tqdm
 from .models.base import Model
 
 DEFAULT_CPU_BUDGET = 1 << 30  # bytes
-# Tangents, primal activations and vmap temporaries: peak bytes per batched direction,
-# as a multiple of the activation bytes of one forward pass (measured on DCGAN/StyleGAN-like
-# convolutional stacks; errs on the side of smaller chunks).
-_ACTIVATION_FACTOR = 4
+# Tangents, primal activations and vmap temporaries: peak bytes per batched direction, as a
+# multiple of the activation bytes of one forward pass. Measured about 1.1x on dcgan-faces
+# (docs/benchmarks.md); 2 leaves room for networks with larger temporaries.
+_ACTIVATION_FACTOR = 2
 _GRAM_BLOCK_BYTES = 64 << 20
 
 
@@ -58,23 +58,9 @@ def mask_weights(masks: torch.Tensor, size: tuple[int, int] | None = None) -> to
 
 
 def activation_bytes(model: Model) -> int:
-    """Bytes of every module output in one forward pass of one latent (a memory estimate)."""
-    total = 0
-
-    def hook(_module: torch.nn.Module, _inputs: object, output: object) -> None:
-        nonlocal total
-        if isinstance(output, torch.Tensor):
-            total += output.numel() * output.element_size()
-
-    handles = [m.register_forward_hook(hook) for m in model.network.modules()]
-    try:
-        with torch.no_grad():
-            probe = torch.zeros(1, model.latent_dim, device=model.device, dtype=model.dtype)
-            out = model.synthesize(probe)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return max(total, out.numel() * out.element_size())
+    """Bytes of every module output in one forward pass of one latent (a memory estimate,
+    measured once per model)."""
+    return model.activation_bytes
 
 
 def default_memory_budget(device: torch.device) -> int:
@@ -139,11 +125,14 @@ def jacobian_field(
     starts = range(0, count, step)
     field: torch.Tensor | None = None
     with torch.no_grad():
+        if len(starts) == 1:
+            block = batched(directions)
+            return block.to(torch.promote_types(block.dtype, torch.float32))
         for start in tqdm(
             starts,
             desc="Jacobian",
             unit="chunk",
-            disable=not progress or len(starts) < 2,
+            disable=not progress,
             leave=False,
         ):
             block = batched(directions[start : start + step])
