@@ -18,7 +18,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from lowrankgan.rpca import solve_rpca
+from lowrankgan.rpca import RPCAResult, solve_rpca
 
 T = TypeVar("T")
 
@@ -128,7 +128,7 @@ def run(quick: bool = False) -> str:
     t_rule, rule = _timed(lambda: solve_rpca(tensor, lam, solver="admm", tol=_TOL, max_iter=budget))
     reference = _objective(ours.low_rank.numpy(), ours.sparse.numpy(), lam)
 
-    def row(name: str, iters: str, seconds: float, label: str, result: object) -> _Row:
+    def row(name: str, iters: str, seconds: float, label: str, result: RPCAResult) -> _Row:
         low, sparse, residual = result.low_rank.numpy(), result.sparse.numpy(), result.residual
         agreement = float(np.linalg.norm(low - low_b) / np.linalg.norm(low_b))
         ratio = _objective(low, sparse, lam) / reference
@@ -158,8 +158,8 @@ def run(quick: bool = False) -> str:
                 rule,
             )
         )
-        # Its stop was cheap; whether it is the PCP answer shows in the columns. Run the same
-        # number of iterations as a run that is not stopped to show what further work buys.
+        # The stop was cheap; the agreement and objective columns say whether it is the PCP
+        # answer, and `budget` iterations with the rule switched off show what more work buys.
         t_run, run_on = _timed(
             lambda: solve_rpca(tensor, lam, solver="admm", tol=1e-300, max_iter=budget)
         )

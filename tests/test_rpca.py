@@ -128,7 +128,7 @@ def test_property_parts_sum_to_matrix_and_stay_symmetric(matrix: torch.Tensor) -
 def test_property_scale_equivariance(matrix: torch.Tensor, scale: float) -> None:
     low, sparse = rpca(matrix)
     low_c, sparse_c = rpca(scale * matrix)
-    bound = 1e-5 * scale * torch.linalg.matrix_norm(matrix).item()
+    bound = 1e-6 * scale * torch.linalg.matrix_norm(matrix).item()
     assert torch.linalg.matrix_norm(low_c - scale * low).item() <= bound
     assert torch.linalg.matrix_norm(sparse_c - scale * sparse).item() <= bound
 
@@ -140,7 +140,7 @@ def test_property_permutation_equivariance(matrix: torch.Tensor, seed: int) -> N
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     low, sparse = rpca(matrix)
     low_p, sparse_p = rpca(matrix[perm][:, perm])
-    bound = 1e-4 * torch.linalg.matrix_norm(matrix).item()
+    bound = 1e-6 * torch.linalg.matrix_norm(matrix).item()
     assert torch.linalg.matrix_norm(low_p - low[perm][:, perm]).item() <= bound
     assert torch.linalg.matrix_norm(sparse_p - sparse[perm][:, perm]).item() <= bound
 
@@ -159,6 +159,20 @@ def test_property_rectangular_parts_sum_to_matrix(matrix: np.ndarray) -> None:
     total = result.low_rank + result.sparse
     target = torch.from_numpy(matrix)
     assert torch.linalg.matrix_norm(total - target).item() <= 1.01e-7 * np.linalg.norm(matrix)
+
+
+def test_permutation_equivariance_with_float32_warmup() -> None:
+    # Properties above run on matrices too small for the float32 warm-up; this one is not.
+    gen = torch.Generator().manual_seed(13)
+    n = 96
+    q = _orthonormal(n, n, gen)
+    matrix = (q * (n / torch.arange(1, n + 1, dtype=torch.float64) ** 2)) @ q.T
+    matrix = matrix + _sparse_symmetric(n, 0.03, gen) / 10
+    perm = torch.randperm(n, generator=gen)
+    low, sparse = rpca(matrix)
+    low_p, sparse_p = rpca(matrix[perm][:, perm])
+    assert _rel(low_p, low[perm][:, perm]) < 1e-4
+    assert _rel(sparse_p, sparse[perm][:, perm]) < 1e-4
 
 
 # --- the authors' ADMM baseline ---------------------------------------------------------------
@@ -236,7 +250,7 @@ def test_zero_matrix(solver: str) -> None:
 
 
 def test_float32_input_returns_float32() -> None:
-    matrix, low0, _ = _symmetric_problem(60, 12)
+    matrix, low0, _ = _symmetric_problem(80, 12)
     result = solve_rpca(matrix.float())
     assert result.low_rank.dtype == torch.float32 and result.sparse.dtype == torch.float32
     assert result.converged
