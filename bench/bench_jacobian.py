@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lowrankgan import jacobian as jac
-from lowrankgan.jacobian import activation_bytes, chunk_size_for, jacobian_field, jacobian_gram
+from lowrankgan.jacobian import chunk_size_for, jacobian_field, jacobian_gram
 from lowrankgan.models import Model, load_model
 
 _SEED = 0
@@ -318,7 +318,7 @@ def _chunk_markdown(model: Model, repeats: int, measure_memory: bool) -> list[st
         str(c): (lambda c=c: jacobian_field(model, latent, chunk_size=c)) for c in sizes
     }
     timings = _interleaved(cases, repeats)
-    per_direction = jac._ACTIVATION_FACTOR * activation_bytes(model)
+    per_direction = jac._ACTIVATION_FACTOR * model.activation_bytes
     largest = timings[str(sizes[-1])].median
     header = "| Chunk size | Chunks | Time (s) | Range (s) | Time / chunk " + str(sizes[-1])
     header += " | Memory budget implied (MiB) |"
@@ -341,7 +341,7 @@ def _chunk_markdown(model: Model, repeats: int, measure_memory: bool) -> list[st
         "",
         f"The budget implied is what `chunk_size_for` needs to pick that chunk: chunk x "
         f"{jac._ACTIVATION_FACTOR} x the activation bytes of one forward pass "
-        f"({activation_bytes(model) / 2**20:.2f} MiB here), the library's own estimate; the "
+        f"({model.activation_bytes / 2**20:.2f} MiB here), the library's own estimate; the "
         f"default CPU budget is {jac.DEFAULT_CPU_BUDGET / 2**30:.0f} GiB, which gives chunk "
         f"{chunk_size_for(model)}.",
     ]

@@ -17,7 +17,6 @@ half inside a region counts half.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -57,12 +56,6 @@ def mask_weights(masks: torch.Tensor, size: tuple[int, int] | None = None) -> to
     return weights
 
 
-def activation_bytes(model: Model) -> int:
-    """Bytes of every module output in one forward pass of one latent (a memory estimate,
-    measured once per model)."""
-    return model.activation_bytes
-
-
 def default_memory_budget(device: torch.device) -> int:
     """Half the free accelerator memory, or 1 GiB on the CPU."""
     if device.type == "cuda":
@@ -74,7 +67,7 @@ def default_memory_budget(device: torch.device) -> int:
 def chunk_size_for(model: Model, memory_budget: int | None = None) -> int:
     """How many latent directions to push forward at once within `memory_budget` bytes."""
     budget = memory_budget if memory_budget is not None else default_memory_budget(model.device)
-    per_direction = _ACTIVATION_FACTOR * activation_bytes(model)
+    per_direction = _ACTIVATION_FACTOR * model.activation_bytes
     return int(max(1, min(model.latent_dim, budget // max(per_direction, 1))))
 
 
@@ -204,13 +197,3 @@ def jacobian_gram(
     )
     grams = gram_from_field(field, mask_weights(masks, field.shape[-2:]))
     return grams[0] if single else grams
-
-
-def region_size(masks: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Area of each region in analysis pixels: `(m, H, W)` bool -> `(m,)` float64."""
-    return mask_weights(masks, size).sum(dim=(-2, -1)).to(torch.float64)
-
-
-def mean_gram(gram: torch.Tensor, area: float, channels: int) -> torch.Tensor:
-    """`(1/|R|) J_R^T J_R` per value, the paper's normalisation: `(d, d)` float64."""
-    return gram / max(area * channels, math.ulp(1.0))
