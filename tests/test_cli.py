@@ -726,3 +726,26 @@ def test_bad_input_is_one_error_line_and_leaves_nothing(name, bad_runs, work):
     if case.calls is not None:
         assert result.calls <= case.calls, f"{result.calls} forward calls before the error"
     assert result.seconds < 60  # a bad input is refused, not worked on (e.g. --seeds 0-1e11)
+
+
+def test_demo_writes_a_self_contained_report(tmp_path: Path):
+    out = tmp_path / "demo"
+    proc = cli("demo --out {out} --seeds 0 --regions mouth --quiet", out=out)
+    check_ok(proc)
+    report = out / "index.html"
+    assert proc.stdout.strip() == str(report)
+    html = report.read_text()
+    assert html.count("data:image/png;base64,") >= 5  # region, strip, heat maps, transfer
+    assert html.count("data:image/gif;base64,") == 1
+    assert "Seed 0: mouth" in html and "Transfer to other faces" in html
+    assert 'src="http' not in html
+    for name in ("seed0_mouth.png", "seed0_mouth.gif", "transfer.png"):
+        assert (out / name).stat().st_size > 1000
+
+
+def test_demo_rejects_an_unknown_region(tmp_path: Path):
+    out = tmp_path / "demo"
+    proc = cli("demo --out {out} --regions elbow --quiet", out=out)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
+    assert not out.exists()
