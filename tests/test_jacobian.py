@@ -16,6 +16,7 @@ from lowrankgan.jacobian import (
     gram_from_field,
     jacobian_field,
     mask_weights,
+    sketch_gram,
 )
 from lowrankgan.models.base import Model
 from structured import structured_model
@@ -122,3 +123,31 @@ def test_memory_budget_bounds_the_chunk(faces):
     assert chunk_size_for(faces, memory_budget=1 << 40) == faces.latent_dim
     small = chunk_size_for(faces, memory_budget=8 << 20)
     assert 1 <= small < faces.latent_dim
+
+
+@pytest.mark.parametrize("sketch", [6, 9, 24])
+def test_sketch_is_exact_when_the_gram_rank_fits(sketch):
+    model = structured_model(torch.float64)
+    latent = model.sample_latent(4)
+    masks = torch.stack([model.presets[n].mask(16, 16) for n in ("left", "right", "center")])
+    exact = jacobian_gram(model, latent, masks)
+    approx = sketch_gram(model, latent, masks, sketch, seed=sketch)
+    # left has rank 4 and right rank 6 by construction; center mixes both (rank 9)
+    for i, rank in enumerate((4, 6, 9)):
+        rel = (approx[i] - exact[i]).abs().max() / exact[i].abs().max()
+        if sketch >= rank:
+            assert rel < 1e-9, (i, rel)
+        else:
+            assert rel > 1e-6, (i, rel)
+
+
+def test_sketch_approximates_the_principal_space_of_a_real_gan(faces):
+    latent = faces.sample_latent(0)
+    eyes = faces.presets["eyes"].mask(64, 64)
+    exact = jacobian_gram(faces, latent, eyes)
+    approx = sketch_gram(faces, latent, eyes, 60)
+    top_exact = torch.linalg.eigh(exact)[1][:, -3:]
+    top_approx = torch.linalg.eigh(approx)[1][:, -3:]
+    cosines = torch.linalg.svdvals(top_exact.T @ top_approx)
+    assert cosines.min() > 0.99
+    assert torch.allclose(approx, approx.T) and torch.linalg.eigvalsh(approx).min() > -1e-9

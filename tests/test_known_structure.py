@@ -114,3 +114,10 @@ def test_edit_api_path_and_one_shot_agree_here(model, latent):
     line = edit(model, latent, result.directions[:, 0], [1.5], one_shot_edit=True)
     torch.testing.assert_close(path, line, atol=1e-5, rtol=0)
     assert abs(float((line[0] - latent).norm()) - 1.5) < 1e-5
+
+
+def test_sketched_analysis_recovers_the_same_spaces(model, latent):
+    result = analyze(model, latent, "left", rank=4, keep_rank=6, sketch=12)
+    assert residual_outside(result.region_basis, model.network.region_basis) < 1e-4
+    assert residual_outside(result.directions, model.network.local_basis) < 1e-4
+    assert result.info["settings"]["sketch"] == 12

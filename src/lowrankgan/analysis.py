@@ -24,7 +24,7 @@ import torch
 from . import __version__
 from .artifacts import atomic_write_text, save_npz_atomic
 from .errors import UserInputError
-from .jacobian import gram_from_field, jacobian_field, mask_weights
+from .jacobian import gram_from_field, jacobian_field, mask_weights, sketch_gram
 from .models.base import Model
 from .regions import RegionSpec, describe, keep_mask, region_mask
 from .rpca import solve_rpca
@@ -73,6 +73,8 @@ class AnalysisSettings:
     fuse_channels: bool = False
     memory_budget: int | None = None
     chunk_size: int | None = None
+    sketch: int | None = None
+    sketch_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -229,6 +231,24 @@ def region_grams(
 ) -> torch.Tensor:
     """Per-value Gram matrices `(m, d, d)` float64 of `(m, H, W)` masks at `latent`."""
     size = settings.size
+    if settings.sketch is not None:
+        grams = sketch_gram(
+            model,
+            latent,
+            masks,
+            settings.sketch,
+            size=size,
+            fuse_channels=settings.fuse_channels,
+            seed=settings.sketch_seed,
+            chunk_size=settings.chunk_size,
+            memory_budget=settings.memory_budget,
+            progress=progress,
+        )
+        out_size = size or model.resolution
+        channels = 1 if settings.fuse_channels else model.channels
+        weights = mask_weights(masks, tuple(out_size))
+        areas = weights.sum(dim=(-2, -1)).to(torch.float64).to(grams.device) * channels
+        return grams / areas.view(-1, 1, 1)
     field_ = jacobian_field(
         model,
         latent,
@@ -279,6 +299,8 @@ def analyze(
         check_rank(settings.rank, dim, "rank")
     if settings.keep_rank is not None:
         check_rank(settings.keep_rank, dim, "keep rank", allow_full=False)
+    if settings.sketch is not None:
+        check_rank(settings.sketch, dim, "sketch size")
 
     timings: dict[str, float] = {}
     start = time.perf_counter()

@@ -162,6 +162,12 @@ def analysis_options(func):  # noqa: ANN001, ANN201 - click decorator
                 help="Differentiate the mean of the colour channels.",
             ),
             click.option(
+                "--sketch",
+                type=int,
+                default=None,
+                help="Randomised Grams from K forward- and K reverse-mode products.",
+            ),
+            click.option(
                 "--memory-budget", type=float, default=None, help="MiB for one Jacobian chunk."
             ),
         ]
@@ -193,6 +199,7 @@ def _settings(model: Model, **kw: object) -> AnalysisSettings:
         "contrast_on_low_rank": kw["contrast_low_rank"],
         "size": None if size is None else _scaled_size(model, size),
         "fuse_channels": kw["fuse_channels"],
+        "sketch": kw["sketch"],
         "memory_budget": None
         if kw["memory_budget"] is None
         else int(float(kw["memory_budget"]) * 2**20),
