@@ -56,6 +56,10 @@ class Model:
     description: str = ""
     class_names: tuple[str, ...] | None = None
     condition: int | None = None
+    #: (model, seed) -> (d,) latent; families with a mapping network sample through it.
+    latent_sampler: Callable[[Model, int], torch.Tensor] | None = field(default=None, repr=False)
+    #: what the family records in analyses (space details, truncation, layers).
+    details: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
@@ -99,6 +103,8 @@ class Model:
 
     def sample_latent(self, seed: int) -> torch.Tensor:
         """The latent of `seed`: `(d,)` standard normal, identical on every device."""
+        if self.latent_sampler is not None:
+            return self.latent_sampler(self, int(seed))
         generator = torch.Generator().manual_seed(int(seed))
         latent = torch.randn(self.latent_dim, generator=generator, dtype=torch.float32)
         return latent.to(device=self.device, dtype=self.dtype)

@@ -29,6 +29,8 @@ from ..shapes import Box, Difference, Ellipse, Shape, Union
 from .base import Model
 from .checkpoints import find_state_dict, load_state_file
 from .dcgan import build_dcgan, is_dcgan_state, synthesize_dcgan
+from .stylegan2_formats import is_torch_file, read_stylegan2_checkpoint
+from .stylegan2_model import stylegan2_model
 
 
 def generic_presets(height: int, width: int) -> dict[str, Shape]:
@@ -200,12 +202,33 @@ FAMILIES: list[tuple[str, Callable[[Mapping], bool], Callable[[Mapping, Path], M
 ]
 
 
-def _load_checkpoint(path: Path) -> Model:
+def _load_checkpoint(path: Path, space: str | None, truncation: float | None) -> Model:
+    if is_stylegan2_file(path):
+        checkpoint = read_stylegan2_checkpoint(path)
+        return stylegan2_model(
+            checkpoint, name=str(path), space=space or "w", truncation=truncation
+        )
     obj = load_state_file(path)
     for _family, detect, build in FAMILIES:
         if detect(obj):
+            _only_z(space, truncation, str(path))
             return build(obj, path)
     raise UserInputError(f"{path}: unrecognised checkpoint (no known generator layout)")
+
+
+def is_stylegan2_file(path: Path) -> bool:
+    """A plain pickle (NVIDIA or TF StyleGAN2) or a torch file holding rosinality's `g_ema`."""
+    if is_torch_file(path):
+        return "g_ema" in load_state_file(path)
+    with open(path, "rb") as handle:
+        return handle.read(1) == b"\x80"
+
+
+def _only_z(space: str | None, truncation: float | None, name: str) -> None:
+    if space not in (None, "z"):
+        raise UserInputError(f"{name} has only the z space (got --space {space})")
+    if truncation is not None:
+        raise UserInputError(f"{name} has no mapping network to truncate (drop --truncation)")
 
 
 def _load_factory(spec: str) -> Model:
@@ -290,6 +313,8 @@ def load_model(
     device: str | torch.device | None = "cpu",
     checkpoint: str | Path | None = None,
     class_: int | str | None = None,
+    space: str | None = None,
+    truncation: float | None = None,
 ) -> Model:
     """Load a model by registered name, checkpoint path or `file.py:factory`.
 
@@ -298,19 +323,23 @@ def load_model(
         device: `"cpu"`, `"cuda"`, `"cuda:1"`, `"mps"` or `"auto"`.
         checkpoint: other weights for a registered model, in the same layout.
         class_: class index or name for class-conditional models.
+        space: analysis space (`"z"`; StyleGAN2 also `"w"`, its default).
+        truncation: psi in (0, 1] for models with a mapping network.
     """
     target = _resolve_device(device)
     text = str(name_or_path)
     if text in BUILTIN:
+        _only_z(space, truncation, text)
         model = _load_builtin(BUILTIN[text], Path(checkpoint) if checkpoint else None)
     elif checkpoint is not None:
         raise UserInputError(f"--checkpoint applies to registered models, not {text!r}")
     elif ":" in text and text.rpartition(":")[0].endswith(".py"):
+        _only_z(space, truncation, text)
         model = _load_factory(text)
     elif Path(text).suffix in {".py"}:
         raise UserInputError(f"name the factory: {text}:factory_function")
     elif Path(text).exists():
-        model = _load_checkpoint(Path(text))
+        model = _load_checkpoint(Path(text), space, truncation)
     elif any(sep in text for sep in ("/", "\\")) or Path(text).suffix:
         raise UserInputError(f"model file not found: {text}")
     else:

@@ -213,6 +213,11 @@ def _is_torch_save(head: bytes) -> bool:
     return head.startswith(_ZIP_MAGIC) or head.startswith(_LEGACY_TORCH_MAGIC)
 
 
+def is_torch_file(path: str | Path) -> bool:
+    """Whether a file was written by `torch.save` (zip or legacy format)."""
+    return _is_torch_save(_read_head(Path(path)))
+
+
 def _read_head(path: Path) -> bytes:
     with open(path, "rb") as f:
         return f.read(32)

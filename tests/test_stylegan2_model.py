@@ -1,0 +1,106 @@
+"""StyleGAN2 checkpoints through the public loader: W and Z spaces, truncation, presets,
+and an analysis end to end on a small network written in each official format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import sg2_checkpoints as sg2
+from lowrankgan import UserInputError, analyze, load_model
+from lowrankgan.models.stylegan2 import build_stylegan2, random_stylegan2
+from lowrankgan.models.stylegan2_model import FACE_PRESETS_256
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return random_stylegan2(resolution=32, channels_max=32, z_dim=16, w_dim=16, mapping_layers=2)
+
+
+@pytest.fixture(scope="module")
+def state(generator):
+    return {k: v.clone() for k, v in generator.state_dict().items()}
+
+
+@pytest.mark.parametrize("fmt", ["nvidia", "tf", "rosinality"])
+def test_each_format_loads_to_the_same_images(tmp_path: Path, state, generator, fmt):
+    path = tmp_path / ("ffhq-small.pkl" if fmt != "rosinality" else "ffhq-small.pt")
+    if fmt == "nvidia":
+        sg2.write_nvidia_pkl(path, state, conv_clamp=None)
+    elif fmt == "tf":
+        sg2.write_tf_pkl(path, state)
+    else:
+        sg2.write_rosinality_pt(path, state)
+    model = load_model(path, truncation=1.0)
+    assert model.space == "w" and model.latent_dim == 16 and model.resolution == (32, 32)
+    w = model.sample_latent(3)
+    z = torch.randn(1, 16, generator=torch.Generator().manual_seed(3))
+    expected_w = generator.mapping(z, None, 1.0, None)[0, 0]
+    torch.testing.assert_close(w, expected_w, rtol=1e-5, atol=1e-6)
+    expected = generator.synthesis(expected_w.view(1, 1, -1).repeat(1, generator.num_ws, 1))
+    torch.testing.assert_close(model.synthesize(w), expected, rtol=1e-4, atol=1e-5)
+    assert "eyes" in model.presets  # "ffhq" in the file name -> face presets
+
+
+def test_z_space_and_truncation(tmp_path: Path, state, generator):
+    path = tmp_path / "net.pkl"
+    sg2.write_nvidia_pkl(path, state, conv_clamp=None)
+    model = load_model(path, space="z", truncation=0.5)
+    assert model.space == "z" and model.latent_dim == 16
+    z = model.sample_latent(0)
+    expected = generator(z.unsqueeze(0), None, truncation_psi=0.5)
+    torch.testing.assert_close(model.synthesize(z), expected, rtol=1e-4, atol=1e-5)
+    w_model = load_model(path, truncation=0.5)
+    w = w_model.sample_latent(0)
+    w_avg = generator.mapping.w_avg
+    w_full = load_model(path, truncation=1.0).sample_latent(0)
+    torch.testing.assert_close(w, w_avg + 0.5 * (w_full - w_avg), rtol=1e-5, atol=1e-6)
+    for bad in ({"space": "q"}, {"truncation": 0.0}, {"truncation": 1.5}):
+        with pytest.raises(UserInputError):
+            load_model(path, **bad)
+
+
+def test_tf_pickles_default_to_the_authors_truncation(tmp_path: Path, state):
+    path = tmp_path / "church.pkl"
+    sg2.write_tf_pkl(path, state)
+    model = load_model(path)
+    assert model.details["truncation"] == 0.5
+    assert {"sky", "ground"} <= set(model.presets)
+
+
+def test_face_presets_scale_from_256():
+    network = random_stylegan2(resolution=64, channels_max=16, z_dim=8, w_dim=8)
+    assert network.config.resolution == 64
+    box = FACE_PRESETS_256["mouth"].scaled(0.25, 0.25)
+    assert (box.x0, box.y0, box.x1, box.y1) == (23, 42, 40, 50)
+
+
+def test_analysis_in_w_space_end_to_end(tmp_path: Path, state):
+    path = tmp_path / "ffhq-32.pkl"
+    sg2.write_nvidia_pkl(path, state, conv_clamp=256)
+    model = load_model(path)
+    result = analyze(model, model.sample_latent(1), "box:8,8,24,20", method="contrast")
+    assert result.directions.shape[0] == 16
+    assert result.info["space"] == "w"
+    sketched = analyze(model, model.sample_latent(1), "box:8,8,24,20", sketch=16)
+    exact = analyze(model, model.sample_latent(1), "box:8,8,24,20")
+    torch.testing.assert_close(
+        torch.from_numpy(sketched.region_basis[:, :1]).abs(),
+        torch.from_numpy(exact.region_basis[:, :1]).abs(),
+        rtol=0,
+        atol=1e-3,
+    )
+
+
+def test_dcgan_models_reject_stylegan_options():
+    with pytest.raises(UserInputError, match="only the z space"):
+        load_model("dcgan-faces", space="w")
+    with pytest.raises(UserInputError, match="truncate"):
+        load_model("dcgan-faces", truncation=0.7)
+
+
+def test_loaded_network_is_the_reference_build(state):
+    network = build_stylegan2(state)
+    assert network.num_ws == 2 * 5 - 2
