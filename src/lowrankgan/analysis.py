@@ -399,3 +399,90 @@ def _psd(matrix: torch.Tensor) -> torch.Tensor:
     """Nearest PSD matrix (negative eigenvalues clipped): `(d, d)`."""
     values, vectors = torch.linalg.eigh(0.5 * (matrix + matrix.T))
     return (vectors * values.clamp(min=0)) @ vectors.T
+
+
+def load_direction_file(path: Path, dim: int) -> np.ndarray:
+    """Directions from a `.npy` file, `(d,)` or `(k, d)` (e.g. the authors' released W
+    directions) -> `(d, k)` float64 unit columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"direction file not found: {path}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserInputError(f"cannot read directions {path}: {first}") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+        raise UserInputError(f"{path} must hold a numeric array")
+    array = np.atleast_2d(array.astype(np.float64))
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise UserInputError(
+            f"{path} has shape {array.shape}; expected ({dim},) or (k, {dim}) for this model"
+        )
+    norms = np.linalg.norm(array, axis=1)
+    if not np.isfinite(array).all() or (norms == 0).any():
+        raise UserInputError(f"{path} holds NaN, Inf or zero directions")
+    return (array / norms[:, None]).T
+
+
+def directions_analysis(
+    model: Model,
+    latent: torch.Tensor,
+    directions: np.ndarray,
+    region: RegionSpec | None = None,
+    keep: RegionSpec | None = None,
+    settings: AnalysisSettings | None = None,
+    *,
+    need_keep_rank: bool = True,
+    source: str = "",
+) -> Analysis:
+    """An `Analysis` around given directions `(d, k)` (no region analysis), so that they can
+    be edited with like found ones; path-following needs the kept region (`keep`, or the
+    complement of `region`) and computes its rank at `latent` with the energy rule."""
+    settings = settings or AnalysisSettings()
+    dim = model.latent_dim
+    latent = torch.as_tensor(latent).detach().reshape(-1)
+    region_m = region_mask(model, region) if region is not None else None
+    if keep is not None:
+        keep_m = region_mask(model, keep)
+    elif region_m is not None:
+        keep_m = ~region_m
+    else:
+        keep_m = None
+    null_basis = np.zeros((dim, 0))
+    keep_rank = None
+    if need_keep_rank:
+        if keep_m is None:
+            raise UserInputError(
+                "path-following needs the region to keep still: give --region or --keep, "
+                "or use --one-shot"
+            )
+        gram = region_grams(model, latent, keep_m.unsqueeze(0), settings)[0].cpu()
+        null, keep_rank, _, _ = kept_null_space(gram, settings, settings.keep_rank)
+        null_basis = null.numpy()
+    empty_mask = np.zeros((0, 0), dtype=bool)
+    info = {
+        "version": __version__,
+        "model": model.name,
+        "space": model.space,
+        "latent_dim": dim,
+        "method": "direction-file",
+        "directions_source": source,
+        "region": describe(region) if region is not None else None,
+        "keep": describe(keep),
+        "ranks": {"keep": keep_rank, "directions": int(directions.shape[1])},
+        "settings": {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()
+        },
+    }
+    return Analysis(
+        latent=latent.cpu().double().numpy(),
+        region_basis=np.zeros((dim, 0)),
+        region_singular_values=np.zeros(0),
+        null_basis=null_basis,
+        directions=directions,
+        direction_strengths=np.zeros(directions.shape[1]),
+        region_mask=region_m.numpy() if region_m is not None else empty_mask,
+        keep_mask=keep_m.numpy() if keep_m is not None else empty_mask,
+        info=info,
+    )

@@ -17,11 +17,21 @@ import numpy as np
 import torch
 
 from . import __version__
-from .analysis import AUTHORS_SETTINGS, METHODS, Analysis, AnalysisSettings, analyze
+from .analysis import (
+    AUTHORS_SETTINGS,
+    METHODS,
+    Analysis,
+    AnalysisSettings,
+    analyze,
+    directions_analysis,
+    load_direction_file,
+)
 from .artifacts import check_writable_dir, staged_output
 from .editing import DEFAULT_STEP, edit_analysis, parse_strengths
 from .errors import UserInputError
+from .fetch import cache_location
 from .models import Model, list_models, load_model
+from .zoo import list_zoo
 
 EXIT_USAGE = 2
 #: Largest seed torch's generator accepts.
@@ -75,8 +85,20 @@ def load_latent_file(path: Path, dim: int) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
-def _model(model: str, checkpoint: str | None, class_: str | None, device: str) -> Model:
-    return load_model(model, device=device, checkpoint=checkpoint, class_=class_)
+def _model(
+    model: str, checkpoint: str | None, class_: str | None, device: str, options: dict
+) -> Model:
+    truncation = options.get("truncation")
+    if truncation is not None and not math.isfinite(truncation):
+        raise UserInputError("--truncation must be a number in (0, 1]")
+    return load_model(
+        model,
+        device=device,
+        checkpoint=checkpoint,
+        class_=class_,
+        space=options.get("space"),
+        truncation=truncation,
+    )
 
 
 def _latent(model: Model, seed: int | None, latent: str | None) -> tuple[torch.Tensor, str]:
@@ -101,6 +123,17 @@ def model_options(func):  # noqa: ANN001, ANN201 - click decorator
             ),
             click.option(
                 "--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto."
+            ),
+            click.option(
+                "--space",
+                default=None,
+                help="Analysis space: z, or w for StyleGAN2 (its default).",
+            ),
+            click.option(
+                "--truncation",
+                type=float,
+                default=None,
+                help="Truncation psi in (0, 1] (StyleGAN2; default the checkpoint's own).",
             ),
         ]
     ):
@@ -230,7 +263,45 @@ def models_command() -> None:
         state = "installed" if row.available else "missing"
         click.echo(f"{row.name:<{width}}  {row.description}")
         click.echo(f"{'':<{width}}  weights: {row.weights} [{state}]")
-    click.echo("Also: --model path/to/checkpoint.pt (detected), --model file.py:factory")
+    click.echo("Also: --model path/to/checkpoint (StyleGAN2 .pkl/.pt or DCGAN, detected),")
+    click.echo("      --model file.py:factory")
+    click.echo("")
+    click.echo("Zoo checkpoints (lowrankgan fetch NAME, then --model PATH):")
+    entries = list_zoo()
+    width = max(len(entry.name) for entry in entries)
+    cache = cache_location()
+    for entry in entries:
+        size = f"{entry.size_bytes / 1e6:.0f} MB" if entry.size_bytes else "size ?"
+        check = "sha256 pinned" if entry.verified else "unverified"
+        cached = "cached" if (cache / entry.filename).is_file() else "not downloaded"
+        click.echo(
+            f"{entry.name:<{width}}  {entry.resolution:>4}  {entry.dataset:<12} {entry.format:<10} "
+            f"{size}, {check} [{cached}]"
+        )
+        click.echo(f"{'':<{width}}  {entry.url}")
+    click.echo(
+        "Weights are NVIDIA research releases under non-commercial licences; lowrankgan "
+        "downloads them from NVIDIA and never redistributes them."
+    )
+
+
+@cli.command("fetch")
+@click.argument("name")
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Download into this folder instead of $LOWRANKGAN_CACHE or ~/.cache/lowrankgan.",
+)
+@click.option("--no-verify", is_flag=True, help="Ignore the pinned size and SHA-256.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def fetch_command(name: str, cache: Path | None, no_verify: bool, quiet: bool) -> None:
+    """Download a zoo checkpoint (resumable, verified) and print its path."""
+    from .fetch import fetch_model
+
+    if cache is not None:
+        check_writable_dir(cache)
+    click.echo(str(fetch_model(name, progress=not quiet, dest_dir=cache, verify=not no_verify)))
 
 
 @cli.command("analyze")
@@ -246,7 +317,7 @@ def analyze_command(
 ) -> None:  # noqa: ANN001
     """Find local-edit directions for a region; writes analysis.npz and analysis.json."""
     check_writable_dir(out)
-    model = _model(model_name, checkpoint, class_, device)
+    model = _model(model_name, checkpoint, class_, device, kw)
     z, _ = _latent(model, seed, latent)
     settings = _settings(model, **kw)
     result = analyze(model, z, region, keep, settings, progress=not quiet)
@@ -287,6 +358,11 @@ def _analysis_for_edit(model, z, region, keep, settings, analysis_path, quiet) -
 @click.option("--analysis", "analysis_path", default=None, help="An analysis.npz to use.")
 @analysis_options
 @click.option("--direction", "direction_index", type=int, default=0, show_default=True)
+@click.option(
+    "--direction-file",
+    default=None,
+    help="A .npy of (d,) or (k, d) directions to apply (e.g. the authors' released ones).",
+)
 @click.option("--strengths", default="-5,-2.5,0,2.5,5", show_default=True)
 @click.option("--one-shot", is_flag=True, help="Straight line instead of path-following.")
 @click.option("--step", type=float, default=DEFAULT_STEP, show_default=True)
@@ -303,6 +379,7 @@ def edit_command(
     region,
     analysis_path,
     direction_index,
+    direction_file,
     strengths,
     one_shot,
     step,
@@ -320,13 +397,31 @@ def edit_command(
         raise UserInputError("--step must be a positive number")
     seed_list = parse_seeds(seeds) if seeds is not None else None
     check_writable_dir(out)
-    model = _model(model_name, checkpoint, class_, device)
+    model = _model(model_name, checkpoint, class_, device, kw)
     if analysis_path is not None and seed is None and latent is None:
         z = None
     else:
         z, _ = _latent(model, seed, latent)
     settings = _settings(model, **kw)
-    result = _analysis_for_edit(model, z, region, keep, settings, analysis_path, quiet)
+    if direction_file is not None:
+        if analysis_path is not None:
+            raise UserInputError("give either --direction-file or --analysis, not both")
+        if z is None:
+            raise UserInputError("give --seed or --latent")
+        vectors = load_direction_file(Path(direction_file), model.latent_dim)
+        result = directions_analysis(
+            model,
+            z,
+            vectors,
+            region,
+            keep,
+            settings,
+            need_keep_rank=not one_shot,
+            source=direction_file,
+        )
+        region = None  # nothing was analysed: no analysis files to write
+    else:
+        result = _analysis_for_edit(model, z, region, keep, settings, analysis_path, quiet)
     result.direction(direction_index)  # validates the index before any work
     if not one_shot:
         try:

@@ -53,15 +53,19 @@ class _Target:
     size: int | None
 
 
-def cache_dir() -> Path:
-    """Where zoo checkpoints go: $LOWRANKGAN_CACHE, else the XDG cache dir; created on demand."""
+def cache_location() -> Path:
+    """Where zoo checkpoints go: $LOWRANKGAN_CACHE, else the XDG cache dir (not created)."""
     override = os.environ.get("LOWRANKGAN_CACHE")
     if override:
-        path = Path(override).expanduser()
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-        path = base / "lowrankgan"
+        return Path(override).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "lowrankgan"
+
+
+def cache_dir() -> Path:
+    """`cache_location()`, created on demand."""
+    path = cache_location()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

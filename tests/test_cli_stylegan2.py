@@ -1,0 +1,227 @@
+"""The command line with StyleGAN2 checkpoints, the zoo and direction files (through the real
+console script)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sg2_checkpoints as sg2
+from lowrankgan.models.stylegan2 import random_stylegan2
+
+SCRIPT = Path(sys.executable).parent / "lowrankgan"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run(*args: object, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env or ENV, timeout=300
+    )
+
+
+def assert_usage_error(proc: subprocess.CompletedProcess, phrase: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+    assert phrase in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    network = random_stylegan2(resolution=32, channels_max=32, z_dim=16, w_dim=16)
+    path = tmp_path_factory.mktemp("sg2") / "ffhq-tiny.pkl"
+    sg2.write_nvidia_pkl(path, network.state_dict(), conv_clamp=256)
+    return path
+
+
+def test_analyze_and_edit_a_stylegan2_pickle_in_w_and_z(tmp_path: Path, checkpoint: Path):
+    out = tmp_path / "w"
+    proc = run(
+        "analyze", "--model", checkpoint, "--seed", 0, "--region", "mouth", "--out", out, "--quiet"
+    )
+    assert proc.returncode == 0, proc.stderr
+    with np.load(out / "analysis.npz") as data:
+        assert data["latent"].shape == (16,) and data["directions"].shape[0] == 16
+    assert '"space": "w"' in (out / "analysis.json").read_text()
+    edited = tmp_path / "e"
+    proc = run(
+        "edit",
+        "--model",
+        checkpoint,
+        "--analysis",
+        out / "analysis.npz",
+        "--strengths",
+        "-1,0,1",
+        "--one-shot",
+        "--out",
+        edited,
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (edited / "edits.gif").stat().st_size > 0
+    proc = run(
+        "analyze",
+        "--model",
+        checkpoint,
+        "--space",
+        "z",
+        "--truncation",
+        "0.7",
+        "--seed",
+        1,
+        "--region",
+        "eyes",
+        "--sketch",
+        8,
+        "--out",
+        tmp_path / "z",
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert '"space": "z"' in (tmp_path / "z" / "analysis.json").read_text()
+
+
+def test_direction_file_one_shot_and_path_following(tmp_path: Path):
+    directions = np.random.default_rng(0).normal(size=(3, 100))
+    path = tmp_path / "dirs.npy"
+    np.save(path, directions)
+    out = tmp_path / "one"
+    proc = run(
+        "edit",
+        "--model",
+        "dcgan-faces",
+        "--seed",
+        0,
+        "--direction-file",
+        path,
+        "--direction",
+        2,
+        "--strengths",
+        "0,2",
+        "--one-shot",
+        "--out",
+        out,
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    with np.load(out / "edits.npz") as data:
+        step = data["latents"][1] - data["latents"][0]
+    unit = directions[2] / np.linalg.norm(directions[2])
+    np.testing.assert_allclose(step, 2 * unit, atol=1e-5)
+    assert not (out / "analysis.npz").exists()
+    proc = run(
+        "edit",
+        "--model",
+        "dcgan-faces",
+        "--seed",
+        0,
+        "--direction-file",
+        path,
+        "--region",
+        "eyes",
+        "--strengths",
+        "0,1",
+        "--step",
+        1,
+        "--out",
+        tmp_path / "p",
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("make", "phrase"),
+    [
+        (lambda p: np.save(p, np.zeros((2, 50))), "expected (100,)"),
+        (lambda p: np.save(p, np.full(100, np.nan)), "NaN"),
+        (lambda p: p.write_bytes(b"junk"), "cannot read"),
+    ],
+)
+def test_bad_direction_files(tmp_path: Path, make, phrase):
+    path = tmp_path / "d.npy"
+    make(path)
+    out = tmp_path / "out"
+    proc = run(
+        "edit",
+        "--model",
+        "dcgan-faces",
+        "--seed",
+        0,
+        "--direction-file",
+        path,
+        "--one-shot",
+        "--out",
+        out,
+        "--quiet",
+    )
+    assert_usage_error(proc, phrase)
+    assert not out.exists()
+
+
+def test_direction_file_path_following_needs_a_region(tmp_path: Path):
+    path = tmp_path / "d.npy"
+    np.save(path, np.ones(100))
+    proc = run(
+        "edit",
+        "--model",
+        "dcgan-faces",
+        "--seed",
+        0,
+        "--direction-file",
+        path,
+        "--out",
+        tmp_path / "o",
+        "--quiet",
+    )
+    assert_usage_error(proc, "--region or --keep")
+
+
+def test_bad_stylegan2_options(tmp_path: Path, checkpoint: Path):
+    for args, phrase in [
+        (("--truncation", "1.5"), "truncation"),
+        (("--truncation", "nan"), "truncation"),
+        (("--space", "q"), "unknown latent space"),
+    ]:
+        proc = run(
+            "analyze",
+            "--model",
+            checkpoint,
+            "--seed",
+            0,
+            "--region",
+            "eyes",
+            *args,
+            "--out",
+            tmp_path / "o",
+            "--quiet",
+        )
+        assert_usage_error(proc, phrase)
+    proc = run(
+        "analyze",
+        "--model",
+        "dcgan-faces",
+        "--space",
+        "w",
+        "--seed",
+        0,
+        "--region",
+        "eyes",
+        "--out",
+        tmp_path / "o",
+        "--quiet",
+    )
+    assert_usage_error(proc, "only the z space")
+
+
+def test_models_lists_the_zoo_and_fetch_fails_cleanly_offline(tmp_path: Path):
+    proc = run("models")
+    assert proc.returncode == 0
+    assert "church-256-tf" in proc.stdout and "ffhq-1024" in proc.stdout
+    env = {**ENV, "LOWRANKGAN_CACHE": str(tmp_path / "cache")}
+    proc = run("fetch", "ffhq1024", env=env)
+    assert_usage_error(proc, "did you mean ffhq-1024")
