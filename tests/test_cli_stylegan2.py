@@ -225,3 +225,62 @@ def test_models_lists_the_zoo_and_fetch_fails_cleanly_offline(tmp_path: Path):
     env = {**ENV, "LOWRANKGAN_CACHE": str(tmp_path / "cache")}
     proc = run("fetch", "ffhq1024", env=env)
     assert_usage_error(proc, "did you mean ffhq-1024")
+
+
+def test_wplus_codes_and_lifted_w_directions(tmp_path: Path, checkpoint: Path):
+    gen = np.random.default_rng(1)
+    w = gen.normal(size=16).astype(np.float32)
+    code = np.tile(w, (8, 1))  # 32 px: 8 ws
+    code[4] = gen.normal(size=16)
+    code_path = tmp_path / "code.npy"
+    np.save(code_path, code)
+    direction = gen.normal(size=16)
+    dir_path = tmp_path / "eyes_size.npy"
+    np.save(dir_path, direction)
+    out = tmp_path / "edit"
+    proc = run(
+        "edit",
+        "--model",
+        checkpoint,
+        "--space",
+        "wplus",
+        "--layers",
+        "4-5",
+        "--latent",
+        code_path,
+        "--direction-file",
+        dir_path,
+        "--strengths",
+        "0,2",
+        "--one-shot",
+        "--out",
+        out,
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    with np.load(out / "edits.npz") as data:
+        start, moved = data["latents"]
+    assert start.shape == (48,)  # layers 4 and 5, plus the shared block
+    np.testing.assert_allclose(start[:16], code[4], atol=1e-6)
+    np.testing.assert_allclose(start[32:], w, atol=1e-6)
+    unit = direction / np.linalg.norm(direction)
+    np.testing.assert_allclose(
+        moved - start, np.concatenate([unit, unit, 0 * unit]) * 2 / 2**0.5, atol=1e-5
+    )
+    proc = run(
+        "analyze",
+        "--model",
+        checkpoint,
+        "--space",
+        "wplus",
+        "--layers",
+        "0-1",
+        "--latent",
+        code_path,
+        "--region",
+        "eyes",
+        "--out",
+        tmp_path / "a",
+        "--quiet",
+    )
+    assert_usage_error(proc, "unselected layers differ")

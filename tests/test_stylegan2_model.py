@@ -104,3 +104,57 @@ def test_dcgan_models_reject_stylegan_options():
 def test_loaded_network_is_the_reference_build(state):
     network = build_stylegan2(state)
     assert network.num_ws == 2 * 5 - 2
+
+
+@pytest.fixture(scope="module")
+def pkl(tmp_path_factory, state):
+    path = tmp_path_factory.mktemp("wplus") / "net.pkl"
+    sg2.write_nvidia_pkl(path, state, conv_clamp=None)
+    return path
+
+
+def test_wplus_with_every_layer_is_w_repeated(pkl, generator):
+    plus = load_model(pkl, space="wplus", truncation=1.0)
+    w_model = load_model(pkl, truncation=1.0)
+    assert plus.latent_dim == generator.num_ws * 16
+    latent = plus.sample_latent(2)
+    torch.testing.assert_close(latent, w_model.sample_latent(2).repeat(generator.num_ws))
+    torch.testing.assert_close(
+        plus.synthesize(latent), w_model.synthesize(w_model.sample_latent(2))
+    )
+    assert plus.details["layers"] == list(range(generator.num_ws))
+
+
+def test_wplus_layer_selection_drives_only_those_layers(pkl, generator):
+    from lowrankgan.models.stylegan2_model import lift_w_directions, wplus_latent_from_code
+
+    model = load_model(pkl, space="wplus", layers="1-2", truncation=1.0)
+    assert model.latent_dim == 3 * 16  # layers 1 and 2, plus one shared block
+    gen = torch.Generator().manual_seed(0)
+    w_a, w_b, w_rest = (torch.randn(16, generator=gen) for _ in range(3))
+    latent = torch.cat([w_a, w_b, w_rest])
+    ws = w_rest.repeat(generator.num_ws, 1)
+    ws[1], ws[2] = w_a, w_b
+    torch.testing.assert_close(model.synthesize(latent), generator.synthesis(ws.unsqueeze(0)))
+    torch.testing.assert_close(wplus_latent_from_code(model, ws), latent)
+    bad = ws.clone()
+    bad[5] += 1.0
+    with pytest.raises(UserInputError, match="unselected layers differ"):
+        wplus_latent_from_code(model, bad)
+    direction = torch.randn(16, 1, generator=gen, dtype=torch.float64)
+    lifted = lift_w_directions(model, direction)[:, 0]
+    unit = (direction[:, 0] / direction[:, 0].norm()).float()
+    expected = torch.cat([unit, unit, torch.zeros(16)]) / 2**0.5
+    torch.testing.assert_close(lifted.float(), expected)
+    for bad_layers in ("9", "a-b", "3-1"):
+        with pytest.raises(UserInputError):
+            load_model(pkl, space="wplus", layers=bad_layers)
+    with pytest.raises(UserInputError, match="wplus"):
+        load_model(pkl, layers="1-2")
+
+
+def test_wplus_analysis_records_its_layers(pkl):
+    model = load_model(pkl, space="wplus", layers="2-3")
+    result = analyze(model, model.sample_latent(0), "box:8,8,24,20", sketch=24)
+    assert result.directions.shape[0] == 48
+    assert result.info["model_details"]["layers"] == [2, 3]

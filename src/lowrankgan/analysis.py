@@ -344,6 +344,7 @@ def analyze(
         "model": model.name,
         "model_source": model.source,
         "space": model.space,
+        "model_details": dict(model.details),
         "latent_dim": dim,
         "resolution": list(model.resolution),
         "class": None

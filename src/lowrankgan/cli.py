@@ -31,6 +31,7 @@ from .editing import DEFAULT_STEP, edit_analysis, parse_strengths
 from .errors import UserInputError
 from .fetch import cache_location
 from .models import Model, list_models, load_model
+from .models.stylegan2_model import lift_w_directions, wplus_latent_from_code
 from .zoo import list_zoo
 
 EXIT_USAGE = 2
@@ -66,8 +67,9 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def load_latent_file(path: Path, dim: int) -> torch.Tensor:
-    """A `.npy` latent of shape `(d,)` or `(1, d)`, finite."""
+def load_latent_file(path: Path, dim: int, model: Model | None = None) -> torch.Tensor:
+    """A `.npy` latent of shape `(d,)` or `(1, d)`, finite; for a W+ model also a W+ code
+    `(num_ws, w_dim)` or a W code `(w_dim,)`."""
     if not path.is_file():
         raise UserInputError(f"latent file not found: {path}")
     try:
@@ -76,6 +78,12 @@ def load_latent_file(path: Path, dim: int) -> torch.Tensor:
         raise UserInputError(f"cannot read latent {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
         raise UserInputError(f"latent {path} must hold a numeric array")
+    if model is not None and model.space == "wplus" and array.size != dim:
+        with np.errstate(over="ignore", invalid="ignore"):
+            code = torch.from_numpy(array.astype(np.float32))
+        if not torch.isfinite(code).all():
+            raise UserInputError(f"latent {path} contains NaN or Inf (or values beyond float32)")
+        return wplus_latent_from_code(model, code)
     if array.size != dim or array.ndim > 2 or (array.ndim == 2 and array.shape[0] != 1):
         raise UserInputError(f"latent {path} has shape {array.shape}, the model expects ({dim},)")
     with np.errstate(over="ignore", invalid="ignore"):
@@ -83,6 +91,18 @@ def load_latent_file(path: Path, dim: int) -> torch.Tensor:
     if not np.isfinite(array).all():
         raise UserInputError(f"latent {path} contains NaN or Inf (or values beyond float32)")
     return torch.from_numpy(array)
+
+
+def _direction_vectors(model: Model, path: Path) -> np.ndarray:
+    """Directions `(d, k)` from a file; W directions lift onto the selected W+ layers."""
+    w_dim = int(model.details.get("w_dim", 0)) if model.space == "wplus" else 0
+    if w_dim and w_dim != model.latent_dim:
+        try:
+            vectors = load_direction_file(path, w_dim)
+        except UserInputError:
+            return load_direction_file(path, model.latent_dim)
+        return lift_w_directions(model, torch.from_numpy(vectors)).numpy()
+    return load_direction_file(path, model.latent_dim)
 
 
 def _model(
@@ -98,6 +118,7 @@ def _model(
         class_=class_,
         space=options.get("space"),
         truncation=truncation,
+        layers=options.get("layers"),
     )
 
 
@@ -105,7 +126,7 @@ def _latent(model: Model, seed: int | None, latent: str | None) -> tuple[torch.T
     if (seed is None) == (latent is None):
         raise UserInputError("give exactly one of --seed or --latent")
     if latent is not None:
-        return load_latent_file(Path(latent), model.latent_dim).to(model.device), latent
+        return load_latent_file(Path(latent), model.latent_dim, model).to(model.device), latent
     if not 0 <= seed <= MAX_SEED:
         raise UserInputError(f"--seed must be an integer in 0..{MAX_SEED}")
     return model.sample_latent(seed), f"seed {seed}"
@@ -127,7 +148,12 @@ def model_options(func):  # noqa: ANN001, ANN201 - click decorator
             click.option(
                 "--space",
                 default=None,
-                help="Analysis space: z, or w for StyleGAN2 (its default).",
+                help="Analysis space: z; StyleGAN2 also w (its default) and wplus.",
+            ),
+            click.option(
+                "--layers",
+                default=None,
+                help="W+ layers driven by the analysis, e.g. 4-7 (with --space wplus).",
             ),
             click.option(
                 "--truncation",
@@ -408,7 +434,7 @@ def edit_command(
             raise UserInputError("give either --direction-file or --analysis, not both")
         if z is None:
             raise UserInputError("give --seed or --latent")
-        vectors = load_direction_file(Path(direction_file), model.latent_dim)
+        vectors = _direction_vectors(model, Path(direction_file))
         result = directions_analysis(
             model,
             z,

@@ -202,16 +202,18 @@ FAMILIES: list[tuple[str, Callable[[Mapping], bool], Callable[[Mapping, Path], M
 ]
 
 
-def _load_checkpoint(path: Path, space: str | None, truncation: float | None) -> Model:
+def _load_checkpoint(
+    path: Path, space: str | None, truncation: float | None, layers: str | None
+) -> Model:
     if is_stylegan2_file(path):
         checkpoint = read_stylegan2_checkpoint(path)
         return stylegan2_model(
-            checkpoint, name=str(path), space=space or "w", truncation=truncation
+            checkpoint, name=str(path), space=space or "w", truncation=truncation, layers=layers
         )
     obj = load_state_file(path)
     for _family, detect, build in FAMILIES:
         if detect(obj):
-            _only_z(space, truncation, str(path))
+            _only_z(space, truncation, str(path), layers)
             return build(obj, path)
     raise UserInputError(f"{path}: unrecognised checkpoint (no known generator layout)")
 
@@ -224,7 +226,11 @@ def is_stylegan2_file(path: Path) -> bool:
         return handle.read(1) == b"\x80"
 
 
-def _only_z(space: str | None, truncation: float | None, name: str) -> None:
+def _only_z(
+    space: str | None, truncation: float | None, name: str, layers: str | None = None
+) -> None:
+    if layers is not None:
+        raise UserInputError(f"{name} has no W+ layers (drop --layers)")
     if space not in (None, "z"):
         raise UserInputError(f"{name} has only the z space (got --space {space})")
     if truncation is not None:
@@ -315,6 +321,7 @@ def load_model(
     class_: int | str | None = None,
     space: str | None = None,
     truncation: float | None = None,
+    layers: str | tuple[int, ...] | None = None,
 ) -> Model:
     """Load a model by registered name, checkpoint path or `file.py:factory`.
 
@@ -325,21 +332,22 @@ def load_model(
         class_: class index or name for class-conditional models.
         space: analysis space (`"z"`; StyleGAN2 also `"w"`, its default).
         truncation: psi in (0, 1] for models with a mapping network.
+        layers: W+ layer selection (`"4-7"`), with `space="wplus"`.
     """
     target = _resolve_device(device)
     text = str(name_or_path)
     if text in BUILTIN:
-        _only_z(space, truncation, text)
+        _only_z(space, truncation, text, layers)
         model = _load_builtin(BUILTIN[text], Path(checkpoint) if checkpoint else None)
     elif checkpoint is not None:
         raise UserInputError(f"--checkpoint applies to registered models, not {text!r}")
     elif ":" in text and text.rpartition(":")[0].endswith(".py"):
-        _only_z(space, truncation, text)
+        _only_z(space, truncation, text, layers)
         model = _load_factory(text)
     elif Path(text).suffix in {".py"}:
         raise UserInputError(f"name the factory: {text}:factory_function")
     elif Path(text).exists():
-        model = _load_checkpoint(Path(text), space, truncation)
+        model = _load_checkpoint(Path(text), space, truncation, layers)
     elif any(sep in text for sep in ("/", "\\")) or Path(text).suffix:
         raise UserInputError(f"model file not found: {text}")
     else:

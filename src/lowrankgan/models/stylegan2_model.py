@@ -3,7 +3,12 @@
 Turns a checkpoint read by `stylegan2_formats` into a `Model` whose analysis space is
 - `w` (default, as in the paper): one `w` broadcast to every layer; seeds are sampled as
   `z -> mapping -> w` with truncation `psi` towards `w_avg`;
-- `z`: the mapping network is part of the function, truncation included.
+- `z`: the mapping network is part of the function, truncation included;
+- `wplus` with a layer selection L: one `w` per selected layer plus one `w` shared by the
+  other layers (all of them when L is every layer), so d = (|L| + 1) * w_dim. A seed's latent
+  repeats its `w`; a W+ code `(num_ws, w_dim)` maps exactly when its unselected layers agree;
+  a W direction `(w_dim,)` (such as the authors' released ones) lifts onto the selected
+  layers, which is how the paper applies its edits (layers 4-7 of FFHQ 1024).
 Noise is the checkpoint's constant noise, so the function is deterministic (and
 differentiable in forward mode). Presets for aligned faces are the LowRankGAN authors' boxes
 (256x256 coordinates) plus ours, scaled to the model's resolution; church and car models get
@@ -23,7 +28,7 @@ from .base import Model
 from .stylegan2 import StyleGAN2Generator, build_stylegan2
 from .stylegan2_formats import SG2Checkpoint
 
-SPACES = ("w", "z")
+SPACES = ("w", "z", "wplus")
 
 
 def _centre_box(row: float, col: float, height: float, width: float) -> Box:
@@ -92,6 +97,46 @@ def _z_synthesis_for(psi: float, cutoff: int | None):
     return synthesize
 
 
+def _wplus_synthesis_for(layers: tuple[int, ...], num_ws: int):
+    """`(B, (|L| + 1) * w_dim)` -> images: selected layers take their own block, the others
+    the last block (absent when every layer is selected)."""
+    slot = {layer: i for i, layer in enumerate(layers)}
+
+    def synthesize(network: nn.Module, latents: torch.Tensor, condition: torch.Tensor | None):
+        assert isinstance(network, StyleGAN2Generator)
+        blocks = latents.reshape(latents.shape[0], -1, network.config.w_dim)
+        order = [slot[i] if i in slot else len(layers) for i in range(num_ws)]
+        index = torch.tensor(order, device=latents.device)
+        return network.synthesis(blocks.index_select(1, index), noise_mode="const")
+
+    return synthesize
+
+
+def wplus_blocks(num_ws: int, layers: tuple[int, ...]) -> int:
+    """Number of w blocks of the W+ latent for a layer selection."""
+    return len(layers) + (1 if len(layers) < num_ws else 0)
+
+
+def parse_layers(layers: str | tuple[int, ...] | None, num_ws: int) -> tuple[int, ...]:
+    """`"4-7"`, `"0,2,4"` or a tuple -> sorted distinct layer indices in 0..num_ws-1."""
+    if layers is None:
+        return tuple(range(num_ws))
+    if isinstance(layers, str):
+        picked: list[int] = []
+        for part in layers.split(","):
+            part = part.strip()
+            low, sep, high = part.partition("-")
+            try:
+                picked.extend(range(int(low), int(high) + 1) if sep else [int(part)])
+            except ValueError:
+                raise UserInputError(f"layers must be like 4-7 or 0,2,4; got {layers!r}") from None
+        layers = tuple(picked)
+    chosen = tuple(sorted(set(layers)))
+    if not chosen or chosen[0] < 0 or chosen[-1] >= num_ws:
+        raise UserInputError(f"layers must lie in 0..{num_ws - 1} (this model has {num_ws} ws)")
+    return chosen
+
+
 def stylegan2_model(
     checkpoint: SG2Checkpoint,
     *,
@@ -99,6 +144,7 @@ def stylegan2_model(
     space: str = "w",
     truncation: float | None = None,
     presets: str | None = None,
+    layers: str | tuple[int, ...] | None = None,
 ) -> Model:
     """A `Model` of a StyleGAN2 checkpoint in latent space `space` (`"w"` or `"z"`).
 
@@ -107,7 +153,7 @@ def stylegan2_model(
         presets: `"faces"`, `"church"`, `"car"` or None to guess from the file name.
     """
     if space not in SPACES:
-        raise UserInputError(f"unknown latent space {space!r} for StyleGAN2; choose w or z")
+        raise UserInputError(f"unknown latent space {space!r} for StyleGAN2; choose w, z or wplus")
     psi = float(checkpoint.hyper.get("truncation_psi", 1.0) if truncation is None else truncation)
     if not 0.0 < psi <= 1.0:
         raise UserInputError(f"truncation must be in (0, 1], got {psi}")
@@ -116,6 +162,10 @@ def stylegan2_model(
     if checkpoint.hyper.get("w_avg_missing"):
         network.mapping.w_avg.copy_(_estimate_w_avg(network))
     config = network.config
+    if layers is not None and space != "wplus":
+        raise UserInputError("--layers applies to --space wplus")
+    chosen = parse_layers(layers, config.num_ws) if space == "wplus" else ()
+    blocks = wplus_blocks(config.num_ws, chosen) if space == "wplus" else 1
     family = presets or guess_presets(name)
     if family is not None and family not in PRESET_FAMILIES:
         raise UserInputError(
@@ -134,14 +184,24 @@ def stylegan2_model(
             return z[0]
         with torch.no_grad():
             ws = model.network.mapping(z, model.condition_vector(1), psi, None)
-        return ws[0, 0]
+        return ws[0, 0].repeat(blocks)
+
+    synthesis = {
+        "w": _w_synthesis,
+        "z": _z_synthesis_for(psi, cutoff),
+        "wplus": _wplus_synthesis_for(chosen, config.num_ws),
+    }[space]
+    latent_dim = {"w": config.w_dim, "z": config.z_dim, "wplus": blocks * config.w_dim}[space]
+    details: dict[str, object] = {"truncation": psi, "noise": "const", "preset_family": family}
+    if space == "wplus":
+        details.update({"layers": list(chosen), "num_ws": config.num_ws, "w_dim": config.w_dim})
 
     return Model(
         name=name,
         network=network,
-        latent_dim=config.w_dim if space == "w" else config.z_dim,
+        latent_dim=latent_dim,
         resolution=(config.resolution, config.resolution),
-        synthesis_fn=_w_synthesis if space == "w" else _z_synthesis_for(psi, cutoff),
+        synthesis_fn=synthesis,
         channels=config.img_channels,
         space=space,
         presets=all_presets,
@@ -150,7 +210,7 @@ def stylegan2_model(
         class_names=class_names,
         condition=0 if class_names else None,
         latent_sampler=sample,
-        details={"truncation": psi, "noise": "const", "preset_family": family},
+        details=details,
     )
 
 
@@ -165,3 +225,37 @@ def _estimate_w_avg(network: StyleGAN2Generator, samples: int = 4096) -> torch.T
         c[:, 0] = 1.0
     with torch.no_grad():
         return network.mapping(z, c, 1.0, None)[:, 0].mean(0)
+
+
+def wplus_latent_from_code(model: Model, code: torch.Tensor) -> torch.Tensor:
+    """A W+ code `(num_ws, w_dim)` (or a W code `(w_dim,)`) -> the model's W+ latent `(d,)`."""
+    num_ws, w_dim = int(model.details["num_ws"]), int(model.details["w_dim"])
+    chosen = tuple(int(i) for i in model.details["layers"])  # type: ignore[union-attr]
+    if code.numel() == w_dim:
+        return code.reshape(w_dim).repeat(wplus_blocks(num_ws, chosen))
+    if code.numel() != num_ws * w_dim:
+        raise UserInputError(
+            f"a W+ code has shape ({num_ws}, {w_dim}) or ({w_dim},); got {tuple(code.shape)}"
+        )
+    code = code.reshape(num_ws, w_dim)
+    blocks = [code[i] for i in chosen]
+    rest = [i for i in range(num_ws) if i not in chosen]
+    if rest:
+        shared = code[rest]
+        if not torch.allclose(shared, shared[:1].expand_as(shared), rtol=1e-5, atol=1e-6):
+            raise UserInputError(
+                "the code's unselected layers differ; select every layer that differs with --layers"
+            )
+        blocks.append(shared[0])
+    return torch.cat(blocks)
+
+
+def lift_w_directions(model: Model, directions: torch.Tensor) -> torch.Tensor:
+    """W directions `(w_dim, k)` -> W+ directions `(d, k)` on the selected layers (unit)."""
+    num_ws, w_dim = int(model.details["num_ws"]), int(model.details["w_dim"])
+    chosen = tuple(int(i) for i in model.details["layers"])  # type: ignore[union-attr]
+    blocks = wplus_blocks(num_ws, chosen)
+    lifted = torch.zeros(blocks * w_dim, directions.shape[1], dtype=directions.dtype)
+    for i in range(len(chosen)):
+        lifted[i * w_dim : (i + 1) * w_dim] = directions
+    return lifted / lifted.norm(dim=0)
