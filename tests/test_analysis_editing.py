@@ -126,3 +126,36 @@ def test_strength_parsing():
     for bad in ("", "a,b", "1,nan", "inf"):
         with pytest.raises(UserInputError):
             parse_strengths(bad)
+
+
+def test_big_models_are_analysed_at_256_by_default():
+    from torch import nn
+
+    from lowrankgan.models.base import Model
+
+    class Tall(nn.Module):
+        latent_dim = 6
+
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.fc = nn.Linear(6, 3 * 16 * 12)
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            small = torch.tanh(self.fc(z)).view(-1, 3, 16, 12)
+            return nn.functional.interpolate(small, scale_factor=32, mode="nearest")
+
+    model = Model(
+        name="tall",
+        network=Tall().eval(),
+        latent_dim=6,
+        resolution=(512, 384),
+        synthesis_fn=lambda net, z, c: net(z),
+    )
+    mask = torch.zeros(512, 384, dtype=torch.bool)
+    mask[100:300, 50:200] = True
+    result = analyze(model, model.sample_latent(0), mask, rank=2, keep_rank=3)
+    assert result.info["settings"]["size"] == [256, 192]
+    full = analyze(model, model.sample_latent(0), mask, rank=2, keep_rank=3, size=(512, 384))
+    # the image is piecewise constant on 32x32 cells, so area downsampling loses nothing here
+    np.testing.assert_allclose(np.abs(result.region_basis), np.abs(full.region_basis), atol=1e-5)

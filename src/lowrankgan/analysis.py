@@ -93,6 +93,22 @@ class AnalysisSettings:
             raise UserInputError(f"RPCA lambda must be positive, got {self.rpca_lambda}")
 
 
+#: Models larger than this are analysed at this size by default (area downsampling), as the
+#: paper analyses its 1024 models at 256.
+DEFAULT_ANALYSIS_SIZE = 256
+
+
+def resolved_settings(model: Model, settings: AnalysisSettings) -> AnalysisSettings:
+    """`settings` with the analysis size filled in: `DEFAULT_ANALYSIS_SIZE` on the long side
+    for models larger than that, the output size otherwise."""
+    if settings.size is not None or max(model.resolution) <= DEFAULT_ANALYSIS_SIZE:
+        return settings
+    height, width = model.resolution
+    scale = DEFAULT_ANALYSIS_SIZE / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return AnalysisSettings(**{**settings.__dict__, "size": size})
+
+
 #: The paper's choices: fixed-penalty ADMM, lambda = 1/60, rank = matrix_rank(L).
 AUTHORS_SETTINGS = {"rpca_solver": "admm", "rpca_lambda": 1 / 60, "rank_rule": "numerical"}
 
@@ -289,6 +305,7 @@ def analyze(
     settings = settings or AnalysisSettings()
     if overrides:
         settings = AnalysisSettings(**{**settings.__dict__, **overrides})
+    settings = resolved_settings(model, settings)
     dim = model.latent_dim
     latent = torch.as_tensor(latent).detach().reshape(-1)
     if latent.numel() != dim:
@@ -440,7 +457,7 @@ def directions_analysis(
     """An `Analysis` around given directions `(d, k)` (no region analysis), so that they can
     be edited with like found ones; path-following needs the kept region (`keep`, or the
     complement of `region`) and computes its rank at `latent` with the energy rule."""
-    settings = settings or AnalysisSettings()
+    settings = resolved_settings(model, settings or AnalysisSettings())
     dim = model.latent_dim
     latent = torch.as_tensor(latent).detach().reshape(-1)
     region_m = region_mask(model, region) if region is not None else None

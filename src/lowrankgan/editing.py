@@ -19,7 +19,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .analysis import Analysis, AnalysisSettings, kept_null_space, low_rank_part, region_grams
+from .analysis import (
+    Analysis,
+    AnalysisSettings,
+    kept_null_space,
+    low_rank_part,
+    region_grams,
+    resolved_settings,
+)
 from .errors import UserInputError
 from .jacobian import analysis_view, gram_from_field, jacobian_field, mask_weights
 from .models.base import Model
@@ -142,7 +149,7 @@ def follow_path(
         raise UserInputError(f"step must be a positive number, got {step}")
     if not all(math.isfinite(s) for s in strengths):
         raise UserInputError("strengths must be finite")
-    settings = settings or AnalysisSettings()
+    settings = resolved_settings(model, settings or AnalysisSettings())
     start = latent.detach().to(torch.float64).cpu()
     unit = direction.detach().to(torch.float64).cpu()
     unit = unit / unit.norm()
@@ -231,7 +238,7 @@ def edit(
         kept = complement(region_mask(model, region))
     else:
         raise UserInputError("path-following needs the region (or the region to keep)")
-    settings = settings or AnalysisSettings()
+    settings = resolved_settings(model, settings or AnalysisSettings())
     if keep_rank is None:
         gram = region_grams(model, latent, kept.unsqueeze(0), settings)[0].cpu()
         _, keep_rank, _, _ = kept_null_space(gram, settings)
