@@ -284,3 +284,51 @@ def test_wplus_codes_and_lifted_w_directions(tmp_path: Path, checkpoint: Path):
         "--quiet",
     )
     assert_usage_error(proc, "unselected layers differ")
+
+
+def test_analyse_in_w_then_edit_selected_wplus_layers(tmp_path: Path, checkpoint: Path):
+    """The paper's workflow: Jacobian in W, edit applied to some layers of W+."""
+    analysis = tmp_path / "w"
+    proc = run(
+        "analyze",
+        "--model",
+        checkpoint,
+        "--seed",
+        4,
+        "--region",
+        "eyes",
+        "--out",
+        analysis,
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    with np.load(analysis / "analysis.npz") as data:
+        w, direction = data["latent"], data["directions"][:, 0]
+    for extra in (["--one-shot"], ["--step", "1"]):
+        out = tmp_path / f"edit{len(extra)}"
+        proc = run(
+            "edit",
+            "--model",
+            checkpoint,
+            "--space",
+            "wplus",
+            "--layers",
+            "4-5",
+            "--analysis",
+            analysis / "analysis.npz",
+            "--strengths",
+            "0,1",
+            *extra,
+            "--out",
+            out,
+            "--quiet",
+        )
+        assert proc.returncode == 0, proc.stderr
+        with np.load(out / "edits.npz") as data:
+            start, moved = data["latents"]
+        np.testing.assert_allclose(start, np.tile(w, 3), atol=1e-6)
+        if extra == ["--one-shot"]:
+            lifted = np.concatenate([direction, direction, 0 * direction]) / 2**0.5
+            np.testing.assert_allclose(moved - start, lifted, atol=1e-5)
+        else:  # the corrector may also move the shared block: only the path length is 1
+            assert 0.5 < np.linalg.norm(moved - start) < 1.5

@@ -357,7 +357,9 @@ def analyze_command(
     )
 
 
-def _analysis_for_edit(model, z, region, keep, settings, analysis_path, quiet) -> Analysis:  # noqa: ANN001
+def _analysis_for_edit(  # noqa: ANN001
+    model, z, region, keep, settings, analysis_path, quiet, one_shot
+) -> Analysis:
     if analysis_path is not None:
         if region is not None:
             raise UserInputError("give either --region or --analysis, not both")
@@ -365,6 +367,8 @@ def _analysis_for_edit(model, z, region, keep, settings, analysis_path, quiet) -
             result = Analysis.load(Path(analysis_path))
         except (zipfile.BadZipFile, EOFError) as exc:
             raise UserInputError(f"cannot read analysis {analysis_path}: {exc}") from None
+        if _lifts_to_wplus(model, result.latent.shape[0]):
+            return _lifted_analysis(model, result, z, settings, analysis_path, one_shot)
         if result.latent.shape[0] != model.latent_dim:
             raise UserInputError(
                 f"analysis {analysis_path} is for a {result.latent.shape[0]}-d latent, the "
@@ -374,6 +378,33 @@ def _analysis_for_edit(model, z, region, keep, settings, analysis_path, quiet) -
     if region is None:
         raise UserInputError("give --region (to analyse first) or --analysis")
     return analyze(model, z, region, keep, settings, progress=not quiet)
+
+
+def _lifts_to_wplus(model: Model, dim: int) -> bool:
+    """A W analysis (w_dim) used on a W+ model: the paper's "analyse in W, edit layers 4-7"."""
+    return model.space == "wplus" and dim == model.details.get("w_dim") != model.latent_dim
+
+
+def _lifted_analysis(  # noqa: ANN001
+    model: Model, result: Analysis, z, settings, analysis_path, one_shot
+) -> Analysis:
+    """The W analysis's directions on the W+ model's selected layers, from its latent (or
+    from `z` when a seed/latent is given)."""
+    start = z if z is not None else wplus_latent_from_code(model, torch.from_numpy(result.latent))
+    vectors = lift_w_directions(model, torch.from_numpy(result.directions)).numpy()
+    region = result.region_mask if result.region_mask.size else None
+    if region is not None and tuple(region.shape) != tuple(model.resolution):
+        region = None
+    return directions_analysis(
+        model,
+        start,
+        vectors,
+        region,
+        None,
+        settings,
+        need_keep_rank=not one_shot,
+        source=str(analysis_path),
+    )
 
 
 @cli.command("edit")
@@ -447,7 +478,9 @@ def edit_command(
         )
         region = None  # nothing was analysed: no analysis files to write
     else:
-        result = _analysis_for_edit(model, z, region, keep, settings, analysis_path, quiet)
+        result = _analysis_for_edit(
+            model, z, region, keep, settings, analysis_path, quiet, one_shot
+        )
     result.direction(direction_index)  # validates the index before any work
     if not one_shot:
         try:
