@@ -158,3 +158,14 @@ def test_wplus_analysis_records_its_layers(pkl):
     result = analyze(model, model.sample_latent(0), "box:8,8,24,20", sketch=24)
     assert result.directions.shape[0] == 48
     assert result.info["model_details"]["layers"] == [2, 3]
+
+
+@pytest.mark.parametrize("resolution", [4, 8, 64])
+def test_any_resolution_round_trips_through_the_builder(resolution):
+    network = random_stylegan2(resolution=resolution, channels_max=16, z_dim=8, w_dim=8)
+    rebuilt = build_stylegan2(network.state_dict())
+    z = torch.randn(2, 8, generator=torch.Generator().manual_seed(resolution))
+    out = rebuilt(z)
+    assert out.shape == (2, 3, resolution, resolution)
+    torch.testing.assert_close(out, network(z))
+    assert rebuilt.num_ws == 2 * resolution.bit_length() - 4
