@@ -227,7 +227,10 @@ def analysis_options(func):  # noqa: ANN001, ANN201 - click decorator
                 help="Randomised Grams from K forward- and K reverse-mode products.",
             ),
             click.option(
-                "--memory-budget", type=float, default=None, help="MiB for one Jacobian chunk."
+                "--memory-budget",
+                type=float,
+                default=None,
+                help="MiB for one Jacobian chunk's activations (the field itself comes on top).",
             ),
         ]
     ):

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .models.base import Model
 
 DEFAULT_CPU_BUDGET = 1 << 30  # bytes
+CPU_CHUNK_CAP = 128
 # Tangents, primal activations and vmap temporaries: peak bytes per batched direction, as a
 # multiple of the activation bytes of one forward pass. Measured about 1.1x on dcgan-faces
 # (docs/benchmarks.md); 2 leaves room for networks with larger temporaries.
@@ -65,10 +66,19 @@ def default_memory_budget(device: torch.device) -> int:
 
 
 def chunk_size_for(model: Model, memory_budget: int | None = None) -> int:
-    """How many latent directions to push forward at once within `memory_budget` bytes."""
+    """How many latent directions to push forward at once within `memory_budget` bytes.
+
+    The budget covers one chunk's activations and tangents, not the Jacobian field the chunks
+    fill (`d x C' x h x w` values, which must exist anyway). On the CPU the chunk is also
+    capped at `CPU_CHUNK_CAP`: larger batches only fall out of cache (measured 1.8x slower at
+    512 than at 32-128 on a StyleGAN2, docs/benchmarks.md).
+    """
     budget = memory_budget if memory_budget is not None else default_memory_budget(model.device)
     per_direction = _ACTIVATION_FACTOR * model.activation_bytes
-    return int(max(1, min(model.latent_dim, budget // max(per_direction, 1))))
+    chunk = max(1, min(model.latent_dim, budget // max(per_direction, 1)))
+    if model.device.type == "cpu":
+        chunk = min(chunk, CPU_CHUNK_CAP)
+    return int(chunk)
 
 
 def jacobian_field(
