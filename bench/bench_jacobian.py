@@ -24,13 +24,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from lowrankgan import jacobian as jac
 from lowrankgan.jacobian import chunk_size_for, jacobian_field, jacobian_gram
 from lowrankgan.models import Model, load_model
+from measure import MALLOC_ENV, RSS_PRELUDE, Timing, overlap, rounds
 
 _SEED = 0
 _REPEATS = 5
@@ -46,72 +47,22 @@ _TARGET_AGREEMENT = 1e-6
 # Run in a fresh interpreter: the peak resident memory of one `jacobian_field` call, sampled
 # every millisecond by a thread (torch releases the GIL inside its kernels), above the
 # resident memory just before the call. glibc's malloc is given a fixed mmap threshold
-# (`_MALLOC_ENV`): by default the threshold grows after the first large free and later
+# (`MALLOC_ENV`): by default the threshold grows after the first large free and later
 # tensors are carved from the heap, which stays resident, so a call after the warm-up would
 # show little or no growth whatever its real peak.
-_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
-_PEAK_SCRIPT = """
-import resource, sys, threading, torch
+_PEAK_SCRIPT = (
+    RSS_PRELUDE
+    + """
+import sys
 from lowrankgan.jacobian import jacobian_field
 from lowrankgan.models import load_model
-page = resource.getpagesize()
-def rss():
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * page
 model = load_model(sys.argv[1])
 latent = model.sample_latent(0)
 chunk = int(sys.argv[2])
 jacobian_field(model, latent, chunk_size=chunk)
-before = rss()
-peak = [before]
-done = threading.Event()
-def sample():
-    while not done.is_set():
-        peak[0] = max(peak[0], rss())
-        done.wait(0.001)
-thread = threading.Thread(target=sample)
-thread.start()
-jacobian_field(model, latent, chunk_size=chunk)
-done.set()
-thread.join()
-print(max(peak[0], rss()) - before)
+print(peak_growth(lambda: jacobian_field(model, latent, chunk_size=chunk)))
 """
-
-
-@dataclass
-class _Timing:
-    times: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times)
-
-    @property
-    def spread(self) -> str:
-        if len(self.times) < 2:
-            return "-"
-        return f"{min(self.times):.3f}-{max(self.times):.3f}"
-
-
-def _interleaved(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, _Timing]:
-    """One untimed warm-up call of every case, then `repeats` rounds calling each in turn;
-    the order rotates by one case every round, so no case always follows the same one."""
-    for fn in cases.values():
-        fn()
-    names = list(cases)
-    timings = {name: _Timing() for name in names}
-    for round_ in range(repeats):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            cases[name]()
-            timings[name].times.append(time.perf_counter() - start)
-    return timings
-
-
-def _overlap(a: _Timing, b: _Timing) -> bool:
-    """Whether the ranges of two timings overlap (a difference within the noise)."""
-    return len(a.times) > 1 and min(a.times) <= max(b.times) and min(b.times) <= max(a.times)
+)
 
 
 def _jacfwd_gram(model: Model, latent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -159,9 +110,9 @@ class _Comparison:
     masks_names: tuple[str, ...]
     repeats: int
     passes: int
-    timings: dict[str, _Timing]
+    timings: dict[str, Timing]
     reverse_forward: float
-    reverse_backward: _Timing
+    reverse_backward: Timing
     gram_agreement: float
     stack_agreement: float
     reverse_agreement: float
@@ -193,7 +144,7 @@ def _compare(
 
     outputs = model.channels * height * width
     indices = torch.linspace(0, outputs - 1, passes).round().long()
-    backward = _Timing()
+    backward = Timing()
     forward_times: list[float] = []
     reverse_rows: list[torch.Tensor] = []
 
@@ -210,7 +161,7 @@ def _compare(
         "three": lambda: jacobian_gram(model, latent, stack),
         "reverse": reverse,
     }
-    timings = _interleaved(cases, repeats)
+    timings = rounds(cases, repeats)
     backward.times = backward.times[1:]  # drop the warm-up call
     forward_times = forward_times[1:]
 
@@ -277,7 +228,7 @@ def _comparison_markdown(c: _Comparison) -> list[str]:
         "|---|---:|---:|---|",
         f"| ours / jacfwd | {ours / jacfwd:.2f} | <= {_TARGET_VS_JACFWD:g} "
         f"| {_met(ours / jacfwd <= _TARGET_VS_JACFWD)}"
-        f"{' (time ranges of (a) and (b) overlap)' if _overlap(t['ours'], t['jacfwd']) else ''} |",
+        f"{' (time ranges of (a) and (b) overlap)' if overlap(t['ours'], t['jacfwd']) else ''} |",
         f"| ours / forward floor | {ours / floor:.2f} | <= {_TARGET_VS_FLOOR:g} "
         f"| {_met(ours / floor <= _TARGET_VS_FLOOR)} |",
         f"| three masks / one mask | {three / ours:.2f} | <= {_TARGET_THREE_MASKS:g} "
@@ -304,7 +255,7 @@ def _peak_memory(model_name: str, chunk: int) -> float:
             text=True,
             timeout=300,
             check=True,
-            env={**os.environ, **_MALLOC_ENV},
+            env={**os.environ, **MALLOC_ENV},
         )
         return float(done.stdout.strip().splitlines()[-1])
     except (subprocess.SubprocessError, ValueError, IndexError, OSError):
@@ -317,7 +268,7 @@ def _chunk_markdown(model: Model, repeats: int, measure_memory: bool) -> list[st
     cases: dict[str, Callable[[], object]] = {
         str(c): (lambda c=c: jacobian_field(model, latent, chunk_size=c)) for c in sizes
     }
-    timings = _interleaved(cases, repeats)
+    timings = rounds(cases, repeats)
     per_direction = jac._ACTIVATION_FACTOR * model.activation_bytes
     largest = timings[str(sizes[-1])].median
     header = "| Chunk size | Chunks | Time (s) | Range (s) | Time / chunk " + str(sizes[-1])

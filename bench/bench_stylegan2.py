@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,6 +35,7 @@ from lowrankgan.jacobian import chunk_size_for, jacobian_field, jacobian_gram, s
 from lowrankgan.models import Model
 from lowrankgan.models.stylegan2 import random_stylegan2
 from lowrankgan.shapes import Box
+from measure import MALLOC_ENV, RSS_PRELUDE, Timing, rounds
 
 _SEED = 0
 _W_DIM = 512
@@ -53,13 +53,14 @@ _MEMORY_WORKERS = 2
 
 # Run in a fresh interpreter: the peak resident memory of one `jacobian_gram` call, sampled
 # every millisecond by a thread (torch releases the GIL inside its kernels), above the
-# resident memory just before the call. glibc's mmap threshold is fixed (`_MALLOC_ENV`) so
+# resident memory just before the call. glibc's mmap threshold is fixed (`MALLOC_ENV`) so
 # that freed tensors leave the resident set (see bench_jacobian.py). To save time there is no
 # warm-up Gram: the call is the first of the process, after the model is built, its
 # activation size probed and one w pushed through the network without gradients.
-_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
-_PEAK_SCRIPT = """
-import resource, sys, threading
+_PEAK_SCRIPT = (
+    RSS_PRELUDE
+    + """
+import sys
 sys.path.insert(0, sys.argv[1])
 from bench_stylegan2 import _build, _centre_box
 from lowrankgan.jacobian import jacobian_gram
@@ -70,24 +71,11 @@ size = (view, view) if view != resolution else None
 chunk = chunk or None
 model.activation_bytes
 model.synthesize(w)
-page = resource.getpagesize()
-def rss():
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * page
-before = rss()
-peak = [before]
-done = threading.Event()
-def sample():
-    while not done.is_set():
-        peak[0] = max(peak[0], rss())
-        done.wait(0.001)
-thread = threading.Thread(target=sample)
-thread.start()
-jacobian_gram(model, w, mask, size=size, fuse_channels=bool(fuse), chunk_size=chunk)
-done.set()
-thread.join()
-print(max(peak[0], rss()) - before)
+print(peak_growth(lambda: jacobian_gram(
+    model, w, mask, size=size, fuse_channels=bool(fuse), chunk_size=chunk
+)))
 """
+)
 
 
 def _synthesis(network: torch.nn.Module, latents: torch.Tensor, _c: object) -> torch.Tensor:
@@ -127,35 +115,6 @@ def _centre_box(resolution: int) -> torch.Tensor:
     return Box(low, low, high, high).mask(resolution, resolution)
 
 
-@dataclass
-class _Timing:
-    times: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times)
-
-    @property
-    def spread(self) -> str:
-        if len(self.times) < 2:
-            return "-"
-        return f"{min(self.times):.2f}-{max(self.times):.2f}"
-
-
-def _rounds(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, _Timing]:
-    """`repeats` rounds calling each case in turn, the order rotating by one every round
-    (warm-ups are the caller's)."""
-    names = list(cases)
-    timings = {name: _Timing() for name in names}
-    for round_ in range(repeats):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            cases[name]()
-            timings[name].times.append(time.perf_counter() - start)
-    return timings
-
-
 def _warm(model: Model, w: torch.Tensor, chunk: int) -> None:
     """Warm-up: one chunk of the identity pushed forward (the shapes of the timed calls)."""
     eye = torch.eye(model.latent_dim, dtype=model.dtype)[:chunk]
@@ -183,7 +142,7 @@ def _peak_memory(job: tuple[int, int, int, int]) -> float:
             text=True,
             timeout=600,
             check=True,
-            env={**os.environ, **_MALLOC_ENV},
+            env={**os.environ, **MALLOC_ENV},
         )
         return float(done.stdout.strip().splitlines()[-1])
     except (subprocess.SubprocessError, ValueError, IndexError, OSError):
@@ -216,8 +175,8 @@ class _Row:
     view: int
     fuse: bool
     chunk: int
-    timing: _Timing
-    floor: _Timing
+    timing: Timing
+    floor: Timing
     floor_scale: float
     peak: float = math.nan
 
@@ -241,7 +200,7 @@ def run(quick: bool = False) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
 
     rows: list[_Row] = []
-    sketch_timings: dict[str, _Timing] = {}
+    sketch_timings: dict[str, Timing] = {}
     sketch_grams: dict[int, torch.Tensor] = {}
     exact_sketch_gram: torch.Tensor | None = None
     peaks: dict[tuple[int, ...], float] = {}
@@ -269,7 +228,7 @@ def run(quick: bool = False) -> str:
                 cases[f"sketch{k}"] = lambda m=model, w=w, g=mask, k=k: sketch_gram(
                     m, w, g, k, seed=_SEED
                 )
-        timings = _rounds(cases, repeats)
+        timings = rounds(cases, repeats, warm_up=False, digits=2)
         scale = _W_DIM / chunk
         rows.append(
             _Row(
@@ -307,12 +266,14 @@ def run(quick: bool = False) -> str:
     chunk_mask = _centre_box(_CHUNK_RESOLUTION)
     for c in _CHUNKS:
         _warm(chunk_model, chunk_w, c)
-    chunk_timings = _rounds(
+    chunk_timings = rounds(
         {
             str(c): (lambda c=c: jacobian_gram(chunk_model, chunk_w, chunk_mask, chunk_size=c))
             for c in _CHUNKS
         },
         repeats,
+        warm_up=False,
+        digits=2,
     )
 
     memory_seconds = 0.0
