@@ -176,3 +176,12 @@ def test_unknown_and_missing_models():
         load_model("stylegan9")
     with pytest.raises(UserInputError, match="not found"):
         load_model("nowhere/model.pt")
+
+
+def test_generic_presets_partition_the_frame():
+    model = load_model("dcgan-faces")
+    center = model.presets["center"].mask(64, 64)
+    border = model.presets["border"].mask(64, 64)
+    assert center.sum() == 32 * 32 and not (center & border).any() and (center | border).all()
+    top, bottom = model.presets["top"].mask(64, 64), model.presets["bottom"].mask(64, 64)
+    assert not (top & bottom).any() and (top | bottom).all()

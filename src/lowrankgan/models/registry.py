@@ -34,9 +34,11 @@ from .stylegan2_model import stylegan2_model
 
 
 def generic_presets(height: int, width: int) -> dict[str, Shape]:
-    """Presets every model has: halves and the centre of the frame."""
+    """Presets every model has: the centre of the frame, the border around it, and halves."""
+    center = Box(width // 4, height // 4, width - width // 4, height - height // 4)
     return {
-        "center": Box(width // 4, height // 4, width - width // 4, height - height // 4),
+        "center": center,
+        "border": Difference(Box(0, 0, width, height), center),
         "top": Box(0, 0, width, height // 2),
         "bottom": Box(0, height // 2, width, height),
         "left": Box(0, 0, width // 2, height),
