@@ -13,6 +13,7 @@ mode, vmap) apply: networks are kept in eval mode and carry no randomness.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -144,6 +145,10 @@ def resolve_class(which: int | str, class_names: Sequence[str]) -> int:
             raise UserInputError(f"class index {index} is out of range 0..{len(class_names) - 1}")
         return index
     lowered = [name.lower() for name in class_names]
-    if text.lower() not in lowered:
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    if len(class_names) <= 20:
         raise UserInputError(f"unknown class {text!r}; choose one of: {', '.join(class_names)}")
-    return lowered.index(text.lower())
+    close = difflib.get_close_matches(text.lower(), lowered, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise UserInputError(f"unknown class {text!r}{hint} (give a name or an index)")

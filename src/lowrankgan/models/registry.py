@@ -27,6 +27,7 @@ from torch import nn
 from ..errors import UserInputError
 from ..shapes import Box, Difference, Ellipse, Shape, Union
 from .base import Model
+from .biggan_model import biggan_model
 from .checkpoints import find_state_dict, load_state_file
 from .dcgan import build_dcgan, is_dcgan_state, synthesize_dcgan
 from .stylegan2_formats import is_torch_file, read_stylegan2_checkpoint
@@ -220,6 +221,17 @@ def _load_checkpoint(
     raise UserInputError(f"{path}: unrecognised checkpoint (no known generator layout)")
 
 
+def _load_folder(
+    path: Path, space: str | None, truncation: float | None, layers: str | None
+) -> Model:
+    """A model stored as a folder: BigGAN-deep's `config.json` + `pytorch_model.bin`."""
+    if not (path / "config.json").is_file():
+        raise UserInputError(f"{path} is a folder without a config.json (BigGAN-deep layout)")
+    if layers is not None or space not in (None, "z"):
+        raise UserInputError(f"{path}: BigGAN models are analysed in z (drop --space/--layers)")
+    return biggan_model(path, name=str(path), truncation=truncation)
+
+
 def is_stylegan2_file(path: Path) -> bool:
     """A plain pickle (NVIDIA or TF StyleGAN2) or a torch file holding rosinality's `g_ema`."""
     if is_torch_file(path):
@@ -348,6 +360,8 @@ def load_model(
         model = _load_factory(text)
     elif Path(text).suffix in {".py"}:
         raise UserInputError(f"name the factory: {text}:factory_function")
+    elif Path(text).is_dir():
+        model = _load_folder(Path(text), space, truncation, layers)
     elif Path(text).exists():
         model = _load_checkpoint(Path(text), space, truncation, layers)
     elif any(sep in text for sep in ("/", "\\")) or Path(text).suffix:
