@@ -7,6 +7,7 @@ Range), /flaky503/ (first request fails with 503); anything else is a 404.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import socket
 import threading
@@ -283,10 +284,14 @@ def test_zoo_catalogue_is_consistent() -> None:
     entries = list_zoo()
     assert len(entries) == len(ZOO) >= 17
     assert len({e.name for e in entries}) == len(entries)
-    assert len({e.filename for e in entries}) == len(entries)  # they share one cache dir
+    cache_paths = [(e.folder, f.filename) for e in entries for f in (e, *e.companions)]
+    assert len(set(cache_paths)) == len(cache_paths)  # no two downloads share a cache path
     for e in entries:
         parsed = urllib.parse.urlsplit(e.url)
         assert parsed.scheme == "https", e.name
+        if e.family == "biggan":  # saved under plain names whatever the mirror calls them
+            assert parsed.path.endswith(e.filename) and e.format == "biggan-hf"
+            continue
         assert parsed.path.rsplit("/", 1)[-1] == e.filename, e.name
         assert e.family == "stylegan2" and e.format in ("nvidia-pkl", "tf-pkl")
         assert e.sha256 is None or len(e.sha256) == 64 and e.sha256 == e.sha256.lower()
@@ -304,3 +309,44 @@ def test_unknown_zoo_name_suggests_close_matches() -> None:
     assert "\n" not in str(info.value)
     with pytest.raises(UserInputError, match="lowrankgan models"):
         zoo_entry("zzzzzz")
+
+
+def test_fetch_model_downloads_companions_into_a_folder(
+    srv: ServerState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def file(filename: str, served_as: str) -> ZooEntry:
+        return ZooEntry(
+            name="local-biggan",
+            family="biggan",
+            url=srv.url("ok", served_as),
+            filename=filename,
+            size_bytes=len(PAYLOAD),
+            sha256=SHA,
+            resolution=128,
+            dataset="noise",
+            format="biggan-hf",
+            licence="test",
+        )
+
+    entry = dataclasses.replace(
+        file("pytorch_model.bin", "biggan-deep-128-pytorch_model.bin"),
+        companions=(file("config.json", "biggan-deep-128-config.json"),),
+        folder="local-biggan",
+    )
+    monkeypatch.setitem(ZOO, entry.name, entry)
+    monkeypatch.setenv("LOWRANKGAN_CACHE", str(tmp_path / "cache"))
+    folder = fetch_model("local-biggan", progress=False)
+    assert folder == tmp_path / "cache" / "local-biggan"
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "pytorch_model.bin"]
+    assert (folder / "config.json").read_bytes() == PAYLOAD
+
+
+def test_biggan_zoo_entries_fetch_both_files():
+    for size in (128, 256, 512):
+        entry = zoo_entry(f"biggan-deep-{size}")
+        assert entry.folder == f"biggan-deep-{size}" and entry.format == "biggan-hf"
+        assert [f.filename for f in (entry, *entry.companions)] == [
+            "pytorch_model.bin",
+            "config.json",
+        ]
+        assert all(f.url.startswith("https://") for f in (entry, *entry.companions))

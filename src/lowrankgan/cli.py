@@ -302,15 +302,18 @@ def models_command() -> None:
     for entry in entries:
         size = f"{entry.size_bytes / 1e6:.0f} MB" if entry.size_bytes else "size ?"
         check = "sha256 pinned" if entry.verified else "unverified"
-        cached = "cached" if (cache / entry.filename).is_file() else "not downloaded"
+        where = cache / entry.folder if entry.folder else cache
+        present = all((where / f.filename).is_file() for f in (entry, *entry.companions))
+        cached = "cached" if present else "not downloaded"
         click.echo(
             f"{entry.name:<{width}}  {entry.resolution:>4}  {entry.dataset:<12} {entry.format:<10} "
             f"{size}, {check} [{cached}]"
         )
         click.echo(f"{'':<{width}}  {entry.url}")
     click.echo(
-        "Weights are NVIDIA research releases under non-commercial licences; lowrankgan "
-        "downloads them from NVIDIA and never redistributes them."
+        "StyleGAN2 weights are NVIDIA research releases under non-commercial licences, "
+        "BigGAN's are Apache-2.0; lowrankgan downloads them from their publishers and never "
+        "redistributes them."
     )
 
 

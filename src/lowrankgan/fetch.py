@@ -134,14 +134,20 @@ def fetch(
 def fetch_model(
     name: str, progress: bool = True, *, dest_dir: Path | str | None = None, verify: bool = True
 ) -> Path:
-    """Download the zoo checkpoint `name` into the cache (or `dest_dir`) and return its path.
+    """Download the zoo checkpoint `name` into the cache (or `dest_dir`) and return its path
+    (its folder, for models stored as several files).
 
     `verify=False` skips the pinned size and digest, for when NVIDIA re-issues a file.
     """
     entry = zoo_entry(name)
+    files = (entry, *entry.companions)
     if not verify:
-        entry = dataclasses.replace(entry, sha256=None, size_bytes=None)
-    return fetch(entry, dest_dir=dest_dir, progress=progress)
+        files = tuple(dataclasses.replace(f, sha256=None, size_bytes=None) for f in files)
+    base = Path(dest_dir) if dest_dir is not None else cache_dir()
+    target = base / entry.folder if entry.folder else base
+    paths = [fetch(f, dest_dir=target, progress=progress) for f in files]
+    # Models stored as several files (BigGAN's config.json + weights) load from their folder.
+    return target if entry.folder else paths[0]
 
 
 # --- what to fetch -------------------------------------------------------------------------

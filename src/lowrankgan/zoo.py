@@ -18,13 +18,14 @@ Everything else stays `None`, and the fetcher reports the computed digest as "un
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass
 from typing import Literal
 
 from .errors import UserInputError
 
-ZooFormat = Literal["nvidia-pkl", "tf-pkl"]
+ZooFormat = Literal["nvidia-pkl", "tf-pkl", "biggan-hf"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class ZooEntry:
     format: ZooFormat
     licence: str
     notes: str = ""
+    #: other files downloaded beside this one (BigGAN's config.json), into `folder`
+    companions: tuple[ZooEntry, ...] = ()
+    #: a sub-folder of the cache for models stored as several files; `fetch` returns it
+    folder: str | None = None
 
     @property
     def verified(self) -> bool:
@@ -102,6 +107,42 @@ def _entry(
         notes=notes,
     )
 
+
+def _biggan(resolution: int, base_url: str, prefix: str = "", notes: str = "") -> ZooEntry:
+    """BigGAN-deep in the Hugging Face layout: pytorch_model.bin plus config.json, saved
+    under their plain names in `biggan-deep-<resolution>/` whatever the URL calls them."""
+    name = f"biggan-deep-{resolution}"
+
+    def file(filename: str) -> ZooEntry:
+        return ZooEntry(
+            name=name,
+            family="biggan",
+            url=base_url + prefix + filename,
+            filename=filename,
+            size_bytes=None,
+            sha256=None,
+            resolution=resolution,
+            dataset="ImageNet",
+            format="biggan-hf",
+            licence="Apache-2.0 (DeepMind's TF Hub BigGAN, converted by Hugging Face)",
+            notes=notes,
+        )
+
+    return dataclasses.replace(
+        file("pytorch_model.bin"), companions=(file("config.json"),), folder=name
+    )
+
+
+# BigGAN-deep: FORMATS.md section 4. The 128 model is confirmed on the Hugging Face hub
+# (osanseviero/BigGAN-deep-128, 211 MB); for 256 and 512 we point at the S3 URLs that the
+# pytorch-pretrained-biggan package itself uses (live when it was written, not verified here).
+# No digest or exact size has been published for any of them.
+_BIGGAN_S3 = "https://s3.amazonaws.com/models.huggingface.co/biggan/"
+_BIGGAN_ENTRIES = (
+    _biggan(128, "https://huggingface.co/osanseviero/BigGAN-deep-128/resolve/main/"),
+    _biggan(256, _BIGGAN_S3, "biggan-deep-256-", "the package's S3 mirror"),
+    _biggan(512, _BIGGAN_S3, "biggan-deep-512-", "the package's S3 mirror"),
+)
 
 _ENTRIES: tuple[ZooEntry, ...] = (
     # --- NVIDIA PyTorch StyleGAN2 on NGC (published with NVlabs/stylegan3) ---
@@ -216,7 +257,7 @@ _ENTRIES: tuple[ZooEntry, ...] = (
 )
 
 #: Every zoo checkpoint by short name.
-ZOO: dict[str, ZooEntry] = {entry.name: entry for entry in _ENTRIES}
+ZOO: dict[str, ZooEntry] = {entry.name: entry for entry in (*_ENTRIES, *_BIGGAN_ENTRIES)}
 
 
 def list_zoo() -> list[ZooEntry]:
