@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-SECTIONS = ("jacobian", "rpca", "locality", "stylegan2")
+SECTIONS = ("jacobian", "rpca", "locality", "stylegan2", "biggan")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
