@@ -17,6 +17,7 @@ import importlib.metadata
 import importlib.util
 import sys
 import uuid
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,9 +236,22 @@ def _load_folder(
 def is_stylegan2_file(path: Path) -> bool:
     """A plain pickle (NVIDIA or TF StyleGAN2) or a torch file holding rosinality's `g_ema`."""
     if is_torch_file(path):
-        return "g_ema" in load_state_file(path)
+        return _mentions_g_ema(path)
     with open(path, "rb") as handle:
         return handle.read(1) == b"\x80"
+
+
+def _mentions_g_ema(path: Path) -> bool:
+    """Whether a torch file holds rosinality's `g_ema`, without loading its tensors twice: the
+    zip format's `data.pkl` names the dict keys in plain text (the legacy format is loaded)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+            if len(pickles) == 1:
+                return b"g_ema" in archive.read(pickles[0])
+    except zipfile.BadZipFile:
+        pass
+    return "g_ema" in load_state_file(path)
 
 
 def _only_z(
