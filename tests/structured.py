@@ -59,3 +59,57 @@ def structured_model(dtype: torch.dtype = torch.float32) -> Model:
         presets=presets,
         source="tests/structured.py",
     )
+
+
+class LayeredStructuredGenerator(nn.Module):
+    """The same function as `StructuredGenerator`, built from standard layers so that the
+    global baselines apply: `first` (an `nn.Linear` reading the latent: the 4 region and 6
+    kept coordinates), `features` (an identity whose input GANSpace reads), then one linear
+    layer and tanh per half."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        reference = StructuredGenerator(seed)
+        self.region_basis = reference.region_basis
+        self.keep_basis = reference.keep_basis
+        self.local_basis = reference.local_basis
+        self.first = nn.Linear(LATENT_DIM, 10, bias=False)
+        self.features = nn.Identity()
+        half = 3 * SIZE * (SIZE // 2)
+        self.left = nn.Linear(4, half)
+        self.right = nn.Linear(6, half)
+        self.latent_dim = LATENT_DIM
+        with torch.no_grad():
+            self.first.weight.copy_(torch.cat([reference.region_basis, reference.keep_basis], 1).T)
+            self.left.weight.copy_(reference.left_weight)
+            self.left.bias.copy_(reference.left_bias)
+            self.right.weight.copy_(reference.right_weight)
+            self.right.bias.copy_(reference.right_bias)
+        self.requires_grad_(False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        coordinates = self.features(self.first(z))
+        left = torch.tanh(self.left(coordinates[:, :4])).reshape(-1, 3, SIZE, SIZE // 2)
+        right = torch.tanh(self.right(coordinates[:, 4:])).reshape(-1, 3, SIZE, SIZE // 2)
+        return torch.cat([left, right], dim=3)
+
+
+def layered_structured_model() -> Model:
+    """`LayeredStructuredGenerator` as a model; GANSpace reads `features`."""
+    network = LayeredStructuredGenerator().eval()
+    return Model(
+        name="layered-structured",
+        network=network,
+        latent_dim=LATENT_DIM,
+        resolution=(SIZE, SIZE),
+        synthesis_fn=lambda net, latents, condition: net(latents),
+        presets=generic_presets(SIZE, SIZE),
+        source="tests/structured.py",
+        pca_features="features",
+    )
+
+
+def factory() -> nn.Module:
+    """For the command line: `--model tests/structured.py:factory` (GANSpace then needs
+    `--ganspace-layer features`)."""
+    return LayeredStructuredGenerator()

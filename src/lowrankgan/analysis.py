@@ -23,6 +23,13 @@ import torch
 
 from . import __version__
 from .artifacts import atomic_write_text, save_npz_atomic
+from .baselines import (
+    DEFAULT_PCA_SAMPLES,
+    DEFAULT_TOP_K,
+    GLOBAL_METHODS,
+    by_region_response,
+    global_directions,
+)
 from .errors import UserInputError
 from .jacobian import gram_from_field, jacobian_field, mask_weights, sketch_gram
 from .models.base import Model
@@ -37,10 +44,17 @@ from .subspace import (
     numerical_rank,
     principal_subspace,
     projected_directions,
+    response,
 )
 
-METHODS = ("lowrank", "contrast")
+#: Local methods (from the region's and kept region's Gram matrices) and global baselines
+#: (from the network alone; the analysis orders their candidates by region response).
+LOCAL_METHODS = ("lowrank", "contrast", "jacobian")
+METHODS = (*LOCAL_METHODS, *GLOBAL_METHODS)
 DEFAULT_LAMBDA_SCALE = 4.0
+#: With `samples = N > 1`, the Gram matrices are averaged over the analysed latent and the
+#: latents of seeds MULTI_SEED_BASE, ..., MULTI_SEED_BASE + N - 2.
+MULTI_SEED_BASE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,12 @@ class AnalysisSettings:
     measured on dcgan-faces, see docs/benchmarks.md).
     rank_rule: `"energy"` (ours) or `"numerical"` (the authors': `matrix_rank(L)`).
     `AUTHORS_SETTINGS` reproduces the paper's choices.
+    method: `lowrank` (the paper), `contrast` (ours), `jacobian` (the region's own principal
+    directions, no projection), `sefa` or `ganspace` (global baselines: their `top_k`
+    leading directions, ordered by how much they move the region).
+    samples: average the Gram matrices over this many images (the latent and seeds from
+    `MULTI_SEED_BASE`), for directions that hold on many images.
+    pca_samples / pca_layer: GANSpace's sample count and feature layer.
     """
 
     method: str = "lowrank"
@@ -75,6 +95,10 @@ class AnalysisSettings:
     chunk_size: int | None = None
     sketch: int | None = None
     sketch_seed: int = 0
+    samples: int = 1
+    top_k: int = DEFAULT_TOP_K
+    pca_samples: int = DEFAULT_PCA_SAMPLES
+    pca_layer: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -87,6 +111,10 @@ class AnalysisSettings:
             raise UserInputError(f"unknown rank rule {self.rank_rule!r}")
         if not math.isfinite(self.contrast_tau) or self.contrast_tau <= 0:
             raise UserInputError(f"contrast tau must be positive, got {self.contrast_tau}")
+        for name, low in (("samples", 1), ("top_k", 1), ("pca_samples", 2)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise UserInputError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.rpca_lambda is not None and not (
             math.isfinite(self.rpca_lambda) and self.rpca_lambda > 0
         ):
@@ -323,38 +351,29 @@ def analyze(
     start = time.perf_counter()
     region_m = region_mask(model, region)
     keep_m = keep_mask(model, region_m, keep)
-    grams = region_grams(model, latent, torch.stack([region_m, keep_m]), settings, progress)
-    grams = grams.cpu()
+    latents = [latent, *multi_latents(model, settings.samples)]
+    grams = averaged_grams(model, latents, torch.stack([region_m, keep_m]), settings, progress)
     region_gram, keep_gram = grams[0], grams[1]
     timings["jacobian_gram"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    region_low, region_stats = low_rank_part(region_gram, settings)
-    values, _ = eig_desc(region_low)
-    rank = settings.rank or auto_rank(values, settings.region_energy, settings.rank_rule)
-    region_basis, singular_values = principal_subspace(region_low, rank)
-    null_basis, keep_rank, keep_low, keep_stats = kept_null_space(
-        keep_gram, settings, settings.keep_rank
-    )
-    timings["rpca_subspaces"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    if settings.method == "lowrank":
-        directions, strengths = projected_directions(region_basis, null_basis, region_gram)
-        if directions.shape[1] == 0:
-            raise UserInputError(
-                "no principal direction of the region has a part in the kept region's null "
-                "space; lower --keep-rank or raise --rank"
-            )
-    else:
-        if settings.contrast_on_low_rank:
-            target, against = _psd(region_low), _psd(keep_low)
-        else:
-            target, against = region_gram, keep_gram
-        directions, strengths = contrast_directions(
-            target, against, settings.contrast_tau, count=max(rank, 1)
+    candidates = None
+    if settings.method in GLOBAL_METHODS:
+        start = time.perf_counter()
+        candidates = global_directions(
+            model,
+            settings.method,
+            settings.top_k,
+            settings.pca_samples,
+            settings.pca_layer,
+            progress=progress,
         )
-    timings["directions"] = time.perf_counter() - start
+        timings["global_directions"] = time.perf_counter() - start
+    found = directions_from_grams(region_gram, keep_gram, settings, candidates)
+    timings.update(found.timings)
+    directions, strengths = found.directions, found.strengths
+    rank, keep_rank, null_basis = found.rank, found.keep_rank, found.null_basis
+    region_basis, singular_values = found.region_basis, found.singular_values
+    region_stats, keep_stats = found.rpca_stats["region"], found.rpca_stats["keep"]
 
     info = {
         "version": __version__,
@@ -372,6 +391,7 @@ def analyze(
         "region_pixels": int(region_m.sum()),
         "keep_pixels": int(keep_m.sum()),
         "method": settings.method,
+        "samples": settings.samples,
         "ranks": {
             "region": int(rank),
             "keep": int(keep_rank),
@@ -400,6 +420,108 @@ def analyze(
         keep_mask=keep_m.numpy(),
         info=info,
     )
+
+
+@dataclass
+class LocalDirections:
+    """What `directions_from_grams` finds. Tensors float64 on the CPU.
+
+    directions (d, k) unit columns, strengths (k,) (region response, or the generalised
+    eigenvalues for `contrast`), region_basis (d, rank), singular_values (rank,),
+    null_basis (d, d - keep_rank); `candidate_order` (k,) for global methods: which of their
+    candidates each direction is.
+    """
+
+    directions: torch.Tensor
+    strengths: torch.Tensor
+    region_basis: torch.Tensor
+    singular_values: torch.Tensor
+    null_basis: torch.Tensor
+    rank: int
+    keep_rank: int
+    rpca_stats: dict[str, dict]
+    timings: dict[str, float]
+    candidate_order: torch.Tensor | None = None
+
+
+def directions_from_grams(
+    region_gram: torch.Tensor,
+    keep_gram: torch.Tensor,
+    settings: AnalysisSettings,
+    candidates: torch.Tensor | None = None,
+) -> LocalDirections:
+    """Directions of `settings.method` from the per-value Gram matrices `(d, d)` float64 of
+    the region and of the kept region; `candidates` `(d, K)` are a global method's
+    directions, which are ordered by region response."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    region_low, region_stats = low_rank_part(region_gram, settings)
+    values, _ = eig_desc(region_low)
+    rank = settings.rank or auto_rank(values, settings.region_energy, settings.rank_rule)
+    region_basis, singular_values = principal_subspace(region_low, rank)
+    null_basis, keep_rank, keep_low, keep_stats = kept_null_space(
+        keep_gram, settings, settings.keep_rank
+    )
+    timings["rpca_subspaces"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    order = None
+    if settings.method == "lowrank":
+        directions, strengths = projected_directions(region_basis, null_basis, region_gram)
+        if directions.shape[1] == 0:
+            raise UserInputError(
+                "no principal direction of the region has a part in the kept region's null "
+                "space; lower --keep-rank or raise --rank"
+            )
+    elif settings.method == "contrast":
+        if settings.contrast_on_low_rank:
+            target, against = _psd(region_low), _psd(keep_low)
+        else:
+            target, against = region_gram, keep_gram
+        directions, strengths = contrast_directions(
+            target, against, settings.contrast_tau, count=max(rank, 1)
+        )
+    elif settings.method == "jacobian":
+        directions, strengths = region_basis, response(region_basis, region_gram)
+    else:
+        if candidates is None:
+            raise ValueError(f"method {settings.method!r} needs its candidate directions")
+        directions, strengths, order = by_region_response(candidates, region_gram)
+    timings["directions"] = time.perf_counter() - start
+    return LocalDirections(
+        directions=directions,
+        strengths=strengths,
+        region_basis=region_basis,
+        singular_values=singular_values,
+        null_basis=null_basis,
+        rank=int(rank),
+        keep_rank=int(keep_rank),
+        rpca_stats={"region": region_stats, "keep": keep_stats},
+        timings=timings,
+        candidate_order=order,
+    )
+
+
+def multi_latents(model: Model, samples: int) -> list[torch.Tensor]:
+    """The `samples - 1` other latents a multi-image analysis averages over."""
+    return [model.sample_latent(MULTI_SEED_BASE + i) for i in range(samples - 1)]
+
+
+def averaged_grams(
+    model: Model,
+    latents: list[torch.Tensor],
+    masks: torch.Tensor,
+    settings: AnalysisSettings,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Per-value Gram matrices `(m, d, d)` float64 (CPU) of `(m, H, W)` masks, averaged over
+    `latents` (each `(d,)`)."""
+    total = None
+    for point in latents:
+        grams = region_grams(model, point, masks, settings, progress).cpu()
+        total = grams if total is None else total + grams
+    assert total is not None
+    return total / len(latents)
 
 
 def auto_rank(values: torch.Tensor, energy: float, rule: str) -> int:

@@ -61,6 +61,12 @@ class Model:
     latent_sampler: Callable[[Model, int], torch.Tensor] | None = field(default=None, repr=False)
     #: what the family records in analyses (space details, truncation, layers).
     details: Mapping[str, object] = field(default_factory=dict)
+    #: network -> `(m, d)` weights of the layers that read the analysis latent directly, in
+    #: the latent's coordinates (what SeFa factorises); None: found from standard layers.
+    latent_layer: Callable[[nn.Module], torch.Tensor] | None = field(default=None, repr=False)
+    #: What GANSpace's PCA reads: the name of a module whose input is an early activation,
+    #: or `"latent"` for spaces made by a mapping network (PCA of the sampled latents).
+    pca_features: str | None = None
 
     @property
     def device(self) -> torch.device:

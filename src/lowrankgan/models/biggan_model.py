@@ -55,4 +55,13 @@ def biggan_model(folder: Path, *, name: str, truncation: float | None = None) ->
         condition=0,
         latent_sampler=sample,
         details={"truncation": psi},
+        latent_layer=_gen_z_weights,
+        # The second block reads the first block's output (GANSpace's early BigGAN layer).
+        pca_features="generator.layers.1",
     )
+
+
+def _gen_z_weights(network: nn.Module) -> torch.Tensor:
+    """The z columns of `gen_z` (spectral norm folded): `(16 C, z_dim)`."""
+    assert isinstance(network, BigGANDeep)
+    return network.generator.gen_z.weight[:, : network.config.z_dim]

@@ -172,6 +172,8 @@ def _dcgan_model(
         description=description or f"DCGAN {size}x{size}",
         class_names=class_names,
         condition=0 if class_names else None,
+        # The second transposed convolution reads the first block's rectified features.
+        pca_features="convs.1",
     )
 
 

@@ -418,6 +418,20 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
+def style_affines(synthesis: SynthesisNetwork) -> list[tuple[int, FullyConnectedLayer]]:
+    """Every style affine of the synthesis network with the index of the w it reads, in the
+    order `forward` uses them (the weights SeFa factorises)."""
+    affines: list[tuple[int, FullyConnectedLayer]] = []
+    w_idx = 0
+    for r in synthesis.block_resolutions:
+        block = getattr(synthesis, f"b{r}")
+        layers = [block.conv1] if r == 4 else [block.conv0, block.conv1]
+        for offset, layer in enumerate([*layers, block.torgb]):
+            affines.append((w_idx + offset, layer.affine))
+        w_idx += block.num_ws - 1
+    return affines
+
+
 class StyleGAN2Generator(nn.Module):
     """StyleGAN2 generator: `mapping` (z, c -> ws) and `synthesis` (ws -> image)."""
 

@@ -25,7 +25,7 @@ from torch import nn
 from ..errors import UserInputError
 from ..shapes import Box, Difference, Ellipse, Shape
 from .base import Model
-from .stylegan2 import StyleGAN2Generator, build_stylegan2
+from .stylegan2 import StyleGAN2Generator, build_stylegan2, style_affines
 from .stylegan2_formats import SG2Checkpoint
 
 SPACES = ("w", "z", "wplus")
@@ -211,7 +211,38 @@ def stylegan2_model(
         condition=0 if class_names else None,
         latent_sampler=sample,
         details=details,
+        latent_layer=_latent_layer_for(space, chosen),
+        # W and W+ come out of the mapping network: GANSpace takes PCA of their samples; in
+        # z it reads the mapping's output, the ws the synthesis network takes.
+        pca_features="synthesis" if space == "z" else "latent",
     )
+
+
+def _latent_layer_for(space: str, chosen: tuple[int, ...]):
+    """The weights that read the analysis latent directly: the mapping's first layer on z
+    (after its normalisation), the style affines on w; on W+ each affine's weights sit in the
+    columns of the block its layer reads."""
+
+    def weights(network: nn.Module) -> torch.Tensor:
+        assert isinstance(network, StyleGAN2Generator)
+        if space == "z":
+            fc0 = network.mapping.fc0
+            return (fc0.weight * fc0.weight_gain)[:, : network.config.z_dim]
+        affines = style_affines(network.synthesis)
+        if space == "w":
+            return torch.cat([a.weight * a.weight_gain for _, a in affines])
+        w_dim = network.config.w_dim
+        blocks = wplus_blocks(network.num_ws, chosen)
+        slot = {layer: i for i, layer in enumerate(chosen)}
+        rows = []
+        for layer, affine in affines:
+            placed = affine.weight.new_zeros(affine.weight.shape[0], blocks * w_dim)
+            start = slot.get(layer, len(chosen)) * w_dim
+            placed[:, start : start + w_dim] = affine.weight * affine.weight_gain
+            rows.append(placed)
+        return torch.cat(rows)
+
+    return weights
 
 
 def _estimate_w_avg(network: StyleGAN2Generator, samples: int = 4096) -> torch.Tensor:
