@@ -1,4 +1,4 @@
-"""The `lowrankgan` command line: models, analyze, edit, demo.
+"""The `lowrankgan` command line: models, fetch, analyze, edit, evaluate, demo.
 
 Every bad input ends the same way: one line `error: ...` on stderr and exit code 2, with
 nothing half-written left behind (outputs are staged and moved into place at the end).
@@ -7,6 +7,7 @@ nothing half-written left behind (outputs are staged and moved into place at the
 from __future__ import annotations
 
 import math
+import shlex
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -27,8 +28,10 @@ from .analysis import (
     load_direction_file,
 )
 from .artifacts import check_writable_dir, staged_output
+from .baselines import DEFAULT_PCA_SAMPLES, DEFAULT_TOP_K
 from .editing import DEFAULT_STEP, edit_analysis, parse_strengths
 from .errors import UserInputError
+from .evaluation import DEFAULT_SAMPLES, DEFAULT_TRANSFER, EVAL_METHODS
 from .fetch import cache_location
 from .models import Model, list_models, load_model
 from .models.stylegan2_model import lift_w_directions, wplus_latent_from_code
@@ -174,6 +177,35 @@ def analysis_options(func):  # noqa: ANN001, ANN201 - click decorator
             click.option(
                 "--method", type=click.Choice(METHODS), default="lowrank", show_default=True
             ),
+        ]
+    ):
+        func = option(func)
+    return settings_options(func)
+
+
+def settings_options(func):  # noqa: ANN001, ANN201 - click decorator
+    for option in reversed(
+        [
+            click.option(
+                "--top-k",
+                type=int,
+                default=DEFAULT_TOP_K,
+                show_default=True,
+                help="sefa/ganspace: candidates offered to the region selection.",
+            ),
+            click.option(
+                "--ganspace-samples",
+                type=int,
+                default=DEFAULT_PCA_SAMPLES,
+                show_default=True,
+                help="ganspace: sampled images its PCA reads.",
+            ),
+            click.option(
+                "--ganspace-layer",
+                default=None,
+                help="ganspace: module whose input is the early activation, or 'latent' "
+                "(default: the model family's choice).",
+            ),
             click.option(
                 "--rank", type=int, default=None, help="Rank of the region's principal space."
             ),
@@ -249,7 +281,7 @@ def _settings(model: Model, **kw: object) -> AnalysisSettings:
     if kw["memory_budget"] is not None and kw["memory_budget"] <= 0:
         raise UserInputError("--memory-budget must be positive")
     values: dict[str, object] = {
-        "method": kw["method"],
+        "method": kw.get("method", "lowrank"),
         "rank": kw["rank"],
         "keep_rank": kw["keep_rank"],
         "region_energy": kw["region_energy"],
@@ -262,6 +294,10 @@ def _settings(model: Model, **kw: object) -> AnalysisSettings:
         "size": None if size is None else _scaled_size(model, size),
         "fuse_channels": kw["fuse_channels"],
         "sketch": kw["sketch"],
+        "samples": kw.get("samples") or 1,
+        "top_k": kw["top_k"],
+        "pca_samples": kw["ganspace_samples"],
+        "pca_layer": kw["ganspace_layer"],
         "memory_budget": None
         if kw["memory_budget"] is None
         else int(float(kw["memory_budget"]) * 2**20),
@@ -342,6 +378,13 @@ def fetch_command(name: str, cache: Path | None, no_verify: bool, quiet: bool) -
 @click.option("--latent", default=None, help="A .npy latent instead of a seed.")
 @click.option("--region", required=True, help="Preset, box:x0,y0,x1,y1 or mask.png.")
 @analysis_options
+@click.option(
+    "--samples",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Average the Gram matrices over this many images (directions that transfer).",
+)
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def analyze_command(
@@ -523,6 +566,99 @@ def edit_command(
     click.echo(f"{len(rows) * len(values)} edited images -> {out}")
 
 
+@cli.command("evaluate")
+@model_options
+@click.option(
+    "--regions", required=True, help="Regions to edit, comma-separated (presets, box:..., PNGs)."
+)
+@click.option(
+    "--methods",
+    default=",".join(EVAL_METHODS),
+    show_default=True,
+    help="Methods to compare, comma-separated.",
+)
+@click.option("--seeds", default="0-49", show_default=True, help="Images, e.g. 0-49.")
+@click.option("--strengths", default="1,2,3,5", show_default=True)
+@click.option(
+    "--transfer",
+    type=int,
+    default=DEFAULT_TRANSFER,
+    show_default=True,
+    help="Other images each direction is also applied to (0: none).",
+)
+@click.option(
+    "--samples",
+    type=int,
+    default=DEFAULT_SAMPLES,
+    show_default=True,
+    help="multi: images its Gram matrices are averaged over.",
+)
+@click.option("--keep", default=None, help="Region to hold still (default: the rest).")
+@click.option(
+    "--path",
+    "path_following",
+    is_flag=True,
+    help="Path-following edits (one Jacobian per step and image) instead of one-shot.",
+)
+@click.option("--step", type=float, default=DEFAULT_STEP, show_default=True)
+@settings_options
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--restart", is_flag=True, help="Discard finished cells made with other settings.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def evaluate_command(
+    model_name,
+    checkpoint,
+    class_,
+    device,
+    regions,
+    methods,
+    seeds,
+    strengths,
+    transfer,
+    samples,
+    keep,
+    path_following,
+    step,
+    out,
+    restart,
+    quiet,
+    **kw,
+) -> None:  # noqa: ANN001
+    """Compare local-edit methods on many images; writes results.csv, summary.md, index.html.
+
+    Resumable: finished cells (method, region, seed) are kept in OUT/cells and not recomputed
+    when the same command runs again.
+    """
+    import time
+
+    from .evaluation import EvaluationConfig, parse_regions, run_cells
+    from .evaluation_report import write_outputs
+
+    method_list = tuple(m.strip() for m in methods.split(",") if m.strip())
+    seed_list = tuple(parse_seeds(seeds))
+    strength_list = tuple(parse_strengths(strengths))
+    check_writable_dir(out)
+    model = _model(model_name, checkpoint, class_, device, kw)
+    config = EvaluationConfig(
+        regions=parse_regions(regions),
+        methods=method_list,
+        seeds=seed_list,
+        strengths=strength_list,
+        transfer=transfer,
+        samples=samples,
+        keep=keep,
+        path=path_following,
+        step=step,
+        settings=_settings(model, **kw),
+    )
+    argv = (click.get_current_context().find_root().obj or {}).get("argv")
+    command = "lowrankgan " + shlex.join(argv) if argv else ""
+    started = time.perf_counter()
+    result = run_cells(model, config, out, restart=restart, progress=not quiet, command=command)
+    report = write_outputs(out, model, config, result, command, time.perf_counter() - started)
+    click.echo(str(report))
+
+
 @cli.command("demo")
 @click.option("--out", default="outputs/demo", show_default=True, type=click.Path(path_type=Path))
 @click.option("--device", default="cpu", show_default=True)
@@ -543,11 +679,8 @@ def demo_command(out: Path, device: str, seeds: str, regions: str, quiet: bool) 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: exit 0, or 2 with one line on stderr for bad input."""
     try:
-        cli.main(
-            args=list(argv) if argv is not None else None,
-            prog_name="lowrankgan",
-            standalone_mode=False,
-        )
+        args = list(argv) if argv is not None else sys.argv[1:]
+        cli.main(args=args, prog_name="lowrankgan", standalone_mode=False, obj={"argv": args})
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         return 0

@@ -1,0 +1,512 @@
+"""`lowrankgan evaluate`: how local each method's edits are, measured cell by cell, resumably.
+
+A *cell* is one method, one region and one seed: the method finds its direction at that
+seed's image (global methods pick, among their top k, the one that moves the region most),
+the image is edited at every strength, and so are `transfer` other images (seeds from
+`TRANSFER_SEED_BASE`) with the same direction. Every edit is measured with `locality`.
+
+Methods: `lowrank`, `contrast`, `jacobian` (the region's own principal direction), `sefa`,
+`ganspace`, and `multi` (`contrast` on Gram matrices averaged over the image and
+`samples - 1` others, for directions that transfer). All local methods at one seed share one
+Jacobian field.
+
+Each finished cell is written atomically to `DIR/cells/...json` at once, so a killed run
+resumes where it stopped and never recomputes a finished cell; `results.csv` is assembled
+from the cells in a fixed order, so a resumed run writes the same file as an uninterrupted
+one. `DIR/evaluation.json` holds the settings the cells were made with; a run with other
+settings into the same folder is refused (or `restart`ed).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .analysis import (
+    AnalysisSettings,
+    LocalDirections,
+    directions_from_grams,
+    multi_latents,
+    region_grams,
+    resolved_settings,
+)
+from .artifacts import atomic_write_text, save_npz_atomic
+from .baselines import GLOBAL_METHODS, global_directions
+from .editing import DEFAULT_STEP, edit, follow_path, one_shot
+from .errors import UserInputError
+from .metrics import locality
+from .models.base import Model
+from .regions import keep_mask, region_mask
+
+EVAL_METHODS = ("lowrank", "contrast", "jacobian", "sefa", "ganspace", "multi")
+#: The images a direction is transferred to are seeds TRANSFER_SEED_BASE, +1, ...: the same
+#: for every cell (paired comparisons) and apart from the seeds under evaluation.
+TRANSFER_SEED_BASE = 2_000_000
+DEFAULT_TRANSFER = 5
+DEFAULT_SAMPLES = 8
+COLUMNS = (
+    "method",
+    "region",
+    "seed",
+    "kind",
+    "image",
+    "strength",
+    "rms_inside",
+    "rms_outside",
+    "ratio",
+    "energy_inside",
+    "mse_kept",
+    "psnr_kept",
+    "candidate",
+)
+METRICS = ("rms_inside", "rms_outside", "ratio", "energy_inside", "mse_kept", "psnr_kept")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What to evaluate. `settings` are the analysis settings every method shares (ranks,
+    RPCA, analysis size ...); `path` switches edits from one-shot to path-following."""
+
+    regions: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    strengths: tuple[float, ...]
+    transfer: int = DEFAULT_TRANSFER
+    samples: int = DEFAULT_SAMPLES
+    keep: str | None = None
+    path: bool = False
+    step: float = DEFAULT_STEP
+    settings: AnalysisSettings = field(default_factory=AnalysisSettings)
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in EVAL_METHODS]
+        if unknown:
+            raise UserInputError(
+                f"unknown method {unknown[0]!r}; choose from {', '.join(EVAL_METHODS)}"
+            )
+        for name in ("regions", "methods", "seeds", "strengths"):
+            values = getattr(self, name)
+            if not values:
+                raise UserInputError(f"no {name} given")
+            if len(set(values)) != len(values):
+                raise UserInputError(f"{name} are repeated: {', '.join(map(str, values))}")
+        if any(not math.isfinite(s) or s == 0 for s in self.strengths):
+            raise UserInputError("strengths must be finite and non-zero")
+        if isinstance(self.transfer, bool) or not 0 <= self.transfer <= 1000:
+            raise UserInputError(f"transfer must be an integer in 0..1000, got {self.transfer}")
+        if isinstance(self.samples, bool) or not 2 <= self.samples <= 1000:
+            raise UserInputError(f"samples must be an integer in 2..1000, got {self.samples}")
+        if not (math.isfinite(self.step) and self.step > 0):
+            raise UserInputError(f"step must be a positive number, got {self.step}")
+
+    def fingerprint(self, model: Model) -> dict[str, Any]:
+        """Everything a cell's numbers depend on besides its method, region and seed."""
+        settings = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in self.settings.__dict__.items()
+        }
+        return {
+            "model": model.name,
+            "model_source": model.source,
+            "space": model.space,
+            "model_details": json.loads(json.dumps(dict(model.details), default=str)),
+            "class": None
+            if model.condition is None or model.class_names is None
+            else model.class_names[model.condition],
+            "strengths": list(self.strengths),
+            "transfer": self.transfer,
+            "samples": self.samples,
+            "keep": self.keep,
+            "path": self.path,
+            "step": self.step if self.path else None,
+            "settings": settings,
+        }
+
+
+@dataclass
+class Cell:
+    """One finished cell: the direction used and its measured rows (dicts of COLUMNS)."""
+
+    method: str
+    region: str
+    seed: int
+    direction: list[float]
+    candidate: int | None
+    rows: list[dict[str, Any]]
+    self_latents: list[list[float]]
+    ranks: dict[str, int]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, allow_nan=True) + "\n"
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe form of a region spec, unique thanks to a short hash."""
+    cleaned = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:40] or "region"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{cleaned}-{digest}"
+
+
+def cell_path(out: Path, method: str, region: str, seed: int) -> Path:
+    return out / "cells" / method / _slug(region) / f"seed{seed}.json"
+
+
+def load_cell(path: Path) -> Cell | None:
+    """A finished cell, or None when absent or unreadable (then it is recomputed)."""
+    try:
+        return Cell(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return format(value, ".7g")
+    return str(value)
+
+
+def csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    """`rows` as CSV with the columns `COLUMNS`, numbers to 7 significant digits."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([_format(row.get(name)) for name in COLUMNS])
+    return buffer.getvalue()
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """Rows of a `results.csv`, numbers parsed."""
+    rows = []
+    with open(path, newline="") as handle:
+        for raw in csv.DictReader(handle):
+            row: dict[str, Any] = dict(raw)
+            row["seed"], row["image"] = int(raw["seed"]), int(raw["image"])
+            row["strength"] = float(raw["strength"])
+            for name in METRICS:
+                row[name] = float(raw[name])
+            row["candidate"] = int(raw["candidate"]) if raw["candidate"] else None
+            rows.append(row)
+    return rows
+
+
+class _Evaluator:
+    """The state of one run: the model, the masks, and what is computed once and shared
+    (global candidates, the Gram matrices `multi` averages over)."""
+
+    def __init__(self, model: Model, config: EvaluationConfig, progress: bool) -> None:
+        self.model = model
+        self.config = config
+        self.progress = progress
+        self.settings = resolved_settings(model, config.settings)
+        self.region_masks = {r: region_mask(model, r) for r in config.regions}
+        self.keep_masks = {
+            r: keep_mask(model, self.region_masks[r], config.keep) for r in config.regions
+        }
+        for region, kept in self.keep_masks.items():
+            if not kept.any():
+                raise UserInputError(f"region {region!r} leaves nothing to keep still")
+        self.masks = torch.stack(
+            [m for r in config.regions for m in (self.region_masks[r], self.keep_masks[r])]
+        )
+        self.transfer_seeds = [TRANSFER_SEED_BASE + i for i in range(config.transfer)]
+        self._candidates: dict[str, torch.Tensor] = {}
+        self._pool: torch.Tensor | None = None
+
+    def candidates(self, method: str) -> torch.Tensor:
+        if method not in self._candidates:
+            s = self.settings
+            self._candidates[method] = global_directions(
+                self.model, method, s.top_k, s.pca_samples, s.pca_layer, progress=self.progress
+            )
+        return self._candidates[method]
+
+    def pool_grams(self) -> torch.Tensor:
+        """Sum of the Gram matrices `(2R, d, d)` over the other images `multi` uses."""
+        if self._pool is None:
+            total = torch.zeros(len(self.masks), self.model.latent_dim, self.model.latent_dim)
+            total = total.double()
+            for latent in multi_latents(self.model, self.config.samples):
+                total += region_grams(self.model, latent, self.masks, self.settings).cpu()
+            self._pool = total
+        return self._pool
+
+    def grams_at(self, latent: torch.Tensor) -> torch.Tensor:
+        return region_grams(self.model, latent, self.masks, self.settings).cpu()
+
+    def find(self, method: str, index: int, grams: torch.Tensor) -> LocalDirections:
+        region_gram, keep_gram = grams[2 * index], grams[2 * index + 1]
+        if method == "multi":
+            pool = self.pool_grams()
+            count = self.config.samples
+            region_gram = (region_gram + pool[2 * index]) / count
+            keep_gram = (keep_gram + pool[2 * index + 1]) / count
+        base = "contrast" if method == "multi" else method
+        settings = AnalysisSettings(**{**self.settings.__dict__, "method": base})
+        candidates = self.candidates(method) if method in GLOBAL_METHODS else None
+        return directions_from_grams(region_gram, keep_gram, settings, candidates)
+
+    def edits(
+        self, latent: torch.Tensor, direction: torch.Tensor, region: str, keep_rank: int | None
+    ) -> torch.Tensor:
+        """Edited latents `(n, d)` at the configured strengths."""
+        strengths = list(self.config.strengths)
+        if not self.config.path:
+            return one_shot(latent, direction, strengths)
+        kept, edited = self.keep_masks[region], self.region_masks[region]
+        if keep_rank is None:
+            return edit(
+                self.model,
+                latent,
+                direction,
+                strengths,
+                keep=kept,
+                settings=self.settings,
+                step=self.config.step,
+            )
+        return follow_path(
+            self.model,
+            latent,
+            direction,
+            strengths,
+            kept,
+            keep_rank,
+            self.settings,
+            step=self.config.step,
+            region=edited,
+        )
+
+    def measure(
+        self,
+        cell: tuple[str, str, int],
+        image: int,
+        kind: str,
+        latent: torch.Tensor,
+        edited: torch.Tensor,
+        candidate: int | None,
+    ) -> list[dict[str, Any]]:
+        """One row per strength: the edits `(n, d)` of `latent` (the image of seed `image`)
+        measured in the region of `cell = (method, region, seed)`."""
+        method, region, seed = cell
+        with torch.no_grad():
+            images = self.model.synthesize(torch.cat([latent.unsqueeze(0), edited]))
+        rows = []
+        for strength, after in zip(self.config.strengths, images[1:], strict=True):
+            loc = locality(images[0], after, self.region_masks[region], self.keep_masks[region])
+            rows.append(
+                {
+                    "method": method,
+                    "region": region,
+                    "seed": seed,
+                    "kind": kind,
+                    "image": image,
+                    "strength": float(strength),
+                    **{name: float(getattr(loc, name)) for name in METRICS},
+                    "candidate": candidate,
+                }
+            )
+        return rows
+
+    def cell(
+        self, method: str, region: str, seed: int, latent: torch.Tensor, grams: torch.Tensor
+    ) -> Cell:
+        """Find the direction at `latent` (the image of `seed`, whose Gram matrices of every
+        region and kept region are `grams` `(2R, d, d)`), edit it and the transfer images."""
+        index = self.config.regions.index(region)
+        found = self.find(method, index, grams)
+        model = self.model
+        direction = found.directions[:, 0].to(model.device, model.dtype)
+        candidate = None
+        if found.candidate_order is not None:
+            candidate = int(found.candidate_order[0])
+        edited = self.edits(latent, direction, region, found.keep_rank)
+        key = (method, region, seed)
+        rows = self.measure(key, seed, "self", latent, edited, candidate)
+        for other in self.transfer_seeds:
+            start = model.sample_latent(other)
+            moved = self.edits(start, direction, region, None)
+            rows += self.measure(key, other, "transfer", start, moved, candidate)
+        return Cell(
+            method=method,
+            region=region,
+            seed=seed,
+            direction=found.directions[:, 0].tolist(),
+            candidate=candidate,
+            rows=rows,
+            self_latents=edited.detach().double().cpu().tolist(),
+            ranks={"region": found.rank, "keep": found.keep_rank},
+        )
+
+
+@dataclass
+class EvaluationResult:
+    """Rows of every cell in canonical order, and the cells themselves."""
+
+    rows: list[dict[str, Any]]
+    cells: dict[tuple[str, str, int], Cell]
+    computed: int
+    reused: int
+
+
+def _stale_cells(out: Path, fingerprint: dict[str, Any], restart: bool) -> bool:
+    """Whether `out/cells` must be discarded before this run (raises when it holds cells
+    made with other settings and `restart` is not given)."""
+    record = out / "evaluation.json"
+    if not record.is_file():
+        return (out / "cells").exists()  # cells without their settings cannot be trusted
+    try:
+        stored = json.loads(record.read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        stored = None
+    if stored == fingerprint:
+        return False
+    if not restart:
+        differs = sorted(
+            k for k in set(fingerprint) | set(stored or {})
+            if (stored or {}).get(k) != fingerprint.get(k)
+        )  # fmt: skip
+        raise UserInputError(
+            f"{out} holds an evaluation made with other settings ({', '.join(differs)}); "
+            "use another --out, or --restart to discard it"
+        )
+    return True
+
+
+def _write_record(out: Path, config: EvaluationConfig, fingerprint: dict, command: str) -> None:
+    record = {
+        "version": __version__,
+        "command": command,
+        "fingerprint": fingerprint,
+        "regions": list(config.regions),
+        "methods": list(config.methods),
+        "seeds": list(config.seeds),
+        "transfer_seeds": [TRANSFER_SEED_BASE + i for i in range(config.transfer)],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "evaluation.json", json.dumps(record, indent=2) + "\n")
+
+
+def run_cells(
+    model: Model,
+    config: EvaluationConfig,
+    out: Path,
+    *,
+    restart: bool = False,
+    progress: bool = True,
+    command: str = "",
+    on_cell: Callable[[Cell], None] | None = None,
+) -> EvaluationResult:
+    """Compute every missing cell into `out/cells` and return all rows in canonical order
+    (methods, regions, seeds as configured; self before transfer; strengths as given)."""
+    out = Path(out)
+    fingerprint = config.fingerprint(model)
+    discard = _stale_cells(out, fingerprint, restart)
+    evaluator = _Evaluator(model, config, progress)
+    for method in config.methods:
+        if method in GLOBAL_METHODS:
+            evaluator.candidates(method)  # fails on a model they do not apply to, up front
+    if discard:
+        shutil.rmtree(out / "cells")
+    _write_record(out, config, fingerprint, command)
+    cells: dict[tuple[str, str, int], Cell] = {}
+    missing: dict[int, list[tuple[str, str]]] = {}
+    for seed in config.seeds:
+        for region in config.regions:
+            for method in config.methods:
+                found = load_cell(cell_path(out, method, region, seed))
+                if found is not None and _matches(found, config, method, region, seed):
+                    cells[(method, region, seed)] = found
+                else:
+                    missing.setdefault(seed, []).append((method, region))
+    total = len(config.seeds) * len(config.regions) * len(config.methods)
+    reused = len(cells)
+    if reused and progress:
+        tqdm.write(f"resuming: {reused} of {total} cells already done", file=sys.stderr)
+    bar = tqdm(total=total, initial=reused, desc="Evaluate", unit="cell", disable=not progress)
+    computed = 0
+    for seed, todo in missing.items():
+        latent = model.sample_latent(seed)
+        grams = evaluator.grams_at(latent)  # one Jacobian field for every cell of this seed
+        for method, region in todo:
+            cell = evaluator.cell(method, region, seed, latent, grams)
+            path = cell_path(out, method, region, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, cell.to_json())
+            cells[(method, region, seed)] = cell
+            computed += 1
+            bar.update(1)
+            if on_cell is not None:
+                on_cell(cell)
+    bar.close()
+    for method in GLOBAL_METHODS:
+        if method in evaluator._candidates:
+            save_npz_atomic(
+                out / f"{method}_directions.npz", directions=evaluator._candidates[method].numpy()
+            )
+    rows = [
+        row
+        for method in config.methods
+        for region in config.regions
+        for seed in config.seeds
+        for row in cells[(method, region, seed)].rows
+    ]
+    return EvaluationResult(rows=rows, cells=cells, computed=computed, reused=reused)
+
+
+def _matches(cell: Cell, config: EvaluationConfig, method: str, region: str, seed: int) -> bool:
+    """Whether a stored cell is complete for this configuration."""
+    expected = len(config.strengths) * (1 + config.transfer)
+    return (
+        (cell.method, cell.region, cell.seed) == (method, region, seed)
+        and len(cell.rows) == expected
+        and [r["strength"] for r in cell.rows[: len(config.strengths)]]
+        == [float(s) for s in config.strengths]
+    )
+
+
+def parse_regions(text: str) -> tuple[str, ...]:
+    """`"eyes,mouth"` -> region specs. Boxes hold commas, so `box:` runs to the next
+    four numbers."""
+    specs: list[str] = []
+    parts = [p.strip() for p in text.split(",")]
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if part.startswith("box:"):
+            specs.append(",".join(parts[i : i + 4]))
+            i += 4
+            continue
+        if part:
+            specs.append(part)
+        i += 1
+    if not specs:
+        raise UserInputError("no regions given")
+    return tuple(specs)
+
+
+__all__ = [
+    "COLUMNS",
+    "EVAL_METHODS",
+    "Cell",
+    "EvaluationConfig",
+    "EvaluationResult",
+    "csv_text",
+    "parse_regions",
+    "read_results",
+    "run_cells",
+]

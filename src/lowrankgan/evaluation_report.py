@@ -1,0 +1,384 @@
+"""What `lowrankgan evaluate` writes: statistics, `summary.md`, plots and `index.html`.
+
+Statistics are medians and interquartile ranges over seeds (for transfer, over seeds times
+other images), per method, region and strength; `head_to_head` counts, seed by seed, how
+often one method's edit is more local than another's (a paired comparison: both edited the
+same image). The plots are locality, change inside and transfer locality against strength,
+one line per method; the image strips show every method's edit of the same image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .artifacts import atomic_write_bytes, atomic_write_text, staged_output
+from .evaluation import TRANSFER_SEED_BASE, Cell, EvaluationConfig, EvaluationResult, csv_text
+from .models.base import Model
+from .outputs import render_latents, strength_label
+from .plots import Series, line_chart
+from .regions import region_mask
+from .render import change_heatmap, image_grid, overlay_region, png_bytes, upscale
+from .report import Figure, ReportSection, render_html
+
+#: The strength the ranking and head-to-head tables use when the run has it.
+PREFERRED_STRENGTH = 2.0
+_DISPLAY = 128
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Median and quartiles of one metric over `n` values."""
+
+    median: float
+    q1: float
+    q3: float
+    n: int
+
+    def text(self, digits: int = 3) -> str:
+        return f"{self.median:.{digits}g} [{self.q1:.{digits}g}, {self.q3:.{digits}g}]"
+
+
+def stat(values: Sequence[float]) -> Stat:
+    """Median and quartiles (linear interpolation); infinite values count as largest."""
+    array = np.sort(np.asarray(values, dtype=np.float64))
+    if array.size == 0:
+        return Stat(float("nan"), float("nan"), float("nan"), 0)
+    q1, median, q3 = (_quantile(array, q) for q in (0.25, 0.5, 0.75))
+    return Stat(median, q1, q3, int(array.size))
+
+
+def _quantile(sorted_values: np.ndarray, q: float) -> float:
+    position = q * (sorted_values.size - 1)
+    low, high = int(np.floor(position)), int(np.ceil(position))
+    if low == high or sorted_values[low] == sorted_values[high]:
+        return float(sorted_values[low])
+    return float(sorted_values[low] + (position - low) * (sorted_values[high] - sorted_values[low]))
+
+
+def stats(
+    rows: Sequence[dict[str, Any]], metric: str, kind: str
+) -> dict[tuple[str, str, float], Stat]:
+    """`(method, region, strength) -> Stat` of `metric` over the rows of `kind`."""
+    groups: dict[tuple[str, str, float], list[float]] = {}
+    for row in rows:
+        if row["kind"] == kind:
+            key = (row["method"], row["region"], float(row["strength"]))
+            groups.setdefault(key, []).append(float(row[metric]))
+    return {key: stat(values) for key, values in groups.items()}
+
+
+def report_strength(strengths: Sequence[float]) -> float:
+    """The strength rankings are given at: 2 when evaluated, else the median strength."""
+    if PREFERRED_STRENGTH in strengths:
+        return PREFERRED_STRENGTH
+    return sorted(strengths)[(len(strengths) - 1) // 2]
+
+
+def head_to_head(
+    rows: Sequence[dict[str, Any]], region: str, strength: float, methods: Sequence[str]
+) -> dict[tuple[str, str], float]:
+    """`(a, b) -> share of seeds` where `a`'s edit is more local (lower ratio) than `b`'s on
+    the same image at `strength` (ties count half)."""
+    ratio: dict[tuple[str, int], float] = {
+        (row["method"], row["seed"]): float(row["ratio"])
+        for row in rows
+        if row["kind"] == "self" and row["region"] == region and row["strength"] == strength
+    }
+    seeds = sorted({seed for _, seed in ratio})
+    shares = {}
+    for a in methods:
+        for b in methods:
+            if a == b:
+                continue
+            pairs = [
+                (ratio[(a, s)], ratio[(b, s)]) for s in seeds if (a, s) in ratio and (b, s) in ratio
+            ]
+            wins = sum(1.0 if x < y else 0.5 if x == y else 0.0 for x, y in pairs)
+            shares[(a, b)] = wins / len(pairs) if pairs else float("nan")
+    return shares
+
+
+def ranking(
+    rows: Sequence[dict[str, Any]], region: str, strength: float, methods: Sequence[str]
+) -> list[tuple[str, float]]:
+    """Methods by median locality ratio at `strength`, most local first."""
+    table = stats(rows, "ratio", "self")
+    ranked = [(m, table[(m, region, strength)].median) for m in methods]
+    return sorted(ranked, key=lambda item: item[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# summary.md
+
+_TABLES = (
+    ("ratio", "self", "Locality: rms change outside the region / inside it (lower is more local)"),
+    ("rms_inside", "self", "Change inside the region: rms (images in [-1, 1])"),
+    ("energy_inside", "self", "Share of the change's energy inside the region (higher is better)"),
+    ("psnr_kept", "self", "Kept region preserved: PSNR in dB (peak-to-peak 2; higher is better)"),
+    ("ratio", "transfer", "Transfer: locality of the same direction on other images"),
+)
+
+
+def _markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _metric_rows(
+    rows: Sequence[dict[str, Any]], config: EvaluationConfig, metric: str, kind: str
+) -> list[list[str]]:
+    table = stats(rows, metric, kind)
+    return [
+        [region, method, *(table[(method, region, float(s))].text() for s in config.strengths)]
+        for region in config.regions
+        for method in config.methods
+    ]
+
+
+def _ranking_line(rows, region: str, strength: float, methods: Sequence[str]) -> str:  # noqa: ANN001
+    ranked = ranking(rows, region, strength, methods)
+    return " < ".join(f"{method} {value:.3g}" for method, value in ranked)
+
+
+def _head_to_head_rows(rows, region: str, strength: float, methods) -> list[list[str]]:  # noqa: ANN001
+    shares = head_to_head(rows, region, strength, methods)
+    return [
+        [a, *("-" if a == b else f"{100 * shares[(a, b)]:.0f}%" for b in methods)] for a in methods
+    ]
+
+
+def describe_run(config: EvaluationConfig, model: Model) -> str:
+    seeds = config.seeds
+    span = (
+        f"{seeds[0]}-{seeds[-1]}"
+        if list(seeds) == list(range(seeds[0], seeds[-1] + 1))
+        else ", ".join(map(str, seeds))
+    )
+    edits = f"path-following edits (step {config.step:g})" if config.path else "one-shot edits"
+    transfer = (
+        f"each direction is also applied to {config.transfer} other images (seeds "
+        f"{TRANSFER_SEED_BASE}-{TRANSFER_SEED_BASE + config.transfer - 1})"
+        if config.transfer
+        else "no transfer images"
+    )
+    return (
+        f"Model {model.name} ({model.description or model.source}), {model.space} space. "
+        f"{len(seeds)} seeds ({span}), regions {', '.join(config.regions)}, strengths "
+        f"{', '.join(f'{s:g}' for s in config.strengths)} (distance in the latent space along "
+        f"a unit direction), {edits}; {transfer}. `multi` averages its Gram matrices over "
+        f"{config.samples} images; `sefa` and `ganspace` edit with whichever of their top "
+        f"{config.settings.top_k} directions moves the region most on each image."
+    )
+
+
+def summary_markdown(
+    rows: Sequence[dict[str, Any]], config: EvaluationConfig, model: Model, command: str
+) -> str:
+    strengths = [f"{s:g}" for s in config.strengths]
+    parts = [f"# Evaluation: {model.name}", ""]
+    if command:
+        parts += ["```", command, "```", ""]
+    parts += [
+        describe_run(config, model),
+        "",
+        "Cells: median [first quartile, third quartile] over seeds (transfer: over seeds x "
+        "other images).",
+    ]
+    for metric, kind, title in _TABLES:
+        if kind == "transfer" and config.transfer == 0:
+            continue
+        parts += ["", f"## {title}", ""]
+        header = ["region", "method", *(f"strength {s}" for s in strengths)]
+        parts.append(_markdown_table(header, _metric_rows(rows, config, metric, kind)))
+    at = report_strength(config.strengths)
+    parts += ["", f"## Ranking and head-to-head at strength {at:g}", ""]
+    for region in config.regions:
+        parts += [
+            f"**{region}**, median locality, most local first: "
+            + _ranking_line(rows, region, at, config.methods),
+            "",
+            "Share of seeds where the row's edit is more local than the column's (same image):",
+            "",
+            _markdown_table(
+                ["", *config.methods], _head_to_head_rows(rows, region, at, config.methods)
+            ),
+            "",
+        ]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pictures
+
+
+def _chart(
+    rows, config: EvaluationConfig, region: str, metric: str, kind: str, title: str, y_label: str
+) -> bytes:  # noqa: ANN001
+    table = stats(rows, metric, kind)
+    series = []
+    for method in config.methods:
+        cells = [table[(method, region, float(s))] for s in config.strengths]
+        series.append(
+            Series(
+                name=method,
+                x=list(config.strengths),
+                y=[c.median for c in cells],
+                low=[c.q1 for c in cells],
+                high=[c.q3 for c in cells],
+            )
+        )
+    image = line_chart(
+        series,
+        title=title,
+        x_label="strength (distance in the latent space)",
+        y_label=y_label,
+        log_y=metric == "ratio",
+        reference=1.0 if metric == "ratio" else None,
+    )
+    return png_bytes(image)
+
+
+def _strip(model: Model, config: EvaluationConfig, cells: dict, region: str, seed: int) -> bytes:
+    """Rows: methods; columns: the original, each strength, the change at the largest."""
+    mask = region_mask_array(model, region)
+    original = render_latents(model, model.sample_latent(seed).unsqueeze(0))[0]
+    largest = int(np.argmax(np.abs(config.strengths)))
+    grid_rows, labels = [], []
+    for method in config.methods:
+        cell: Cell = cells[(method, region, seed)]
+        latents = torch.tensor(cell.self_latents, dtype=model.dtype, device=model.device)
+        edited = render_latents(model, latents)
+        heat = change_heatmap(original, edited[largest], mask)
+        grid_rows.append([upscale(image, _DISPLAY) for image in (original, *edited, heat)])
+        labels.append(method)
+    columns = [
+        "original",
+        *(strength_label(s) for s in config.strengths),
+        f"change {strength_label(config.strengths[largest])}",
+    ]
+    return png_bytes(image_grid(grid_rows, row_labels=labels, col_labels=columns))
+
+
+def region_mask_array(model: Model, region: str) -> np.ndarray:
+    return region_mask(model, region).cpu().numpy()
+
+
+def _region_figure(model: Model, region: str, seed: int) -> bytes:
+    original = render_latents(model, model.sample_latent(seed).unsqueeze(0))[0]
+    return png_bytes(upscale(overlay_region(original, region_mask_array(model, region)), _DISPLAY))
+
+
+def _html_table(rows, config: EvaluationConfig, metric: str, kind: str) -> list[dict]:  # noqa: ANN001
+    table = stats(rows, metric, kind)
+    out = []
+    for region in config.regions:
+        for method in config.methods:
+            entry: dict[str, object] = {"region": region, "method": method}
+            for s in config.strengths:
+                entry[f"strength {s:g}"] = table[(method, region, float(s))].text()
+            out.append(entry)
+    return out
+
+
+def write_outputs(
+    out: Path,
+    model: Model,
+    config: EvaluationConfig,
+    result: EvaluationResult,
+    command: str = "",
+    elapsed: float | None = None,
+) -> Path:
+    """Write `results.csv`, `summary.md`, `plots/*.png` and `index.html` into `out`
+    (staged, so they appear together); returns the path of `index.html`."""
+    rows = result.rows
+    at = report_strength(config.strengths)
+    sections = [
+        ReportSection(
+            title="Locality by method",
+            text=(
+                "rms change outside the region / inside it, median [first quartile, third "
+                "quartile] over seeds; lower is more local. "
+                + " ".join(
+                    f"{region} at strength {at:g}: "
+                    + _ranking_line(rows, region, at, config.methods)
+                    + "."
+                    for region in config.regions
+                )
+            ),
+            table=_html_table(rows, config, "ratio", "self"),
+        )
+    ]
+    charts: dict[str, bytes] = {}
+    with staged_output(out) as staging:
+        (staging / "plots").mkdir()
+        for region in config.regions:
+            slug = "".join(c if c.isalnum() else "_" for c in region)
+            figures = [
+                Figure(
+                    f"{region} on seed {config.seeds[0]}",
+                    _region_figure(model, region, config.seeds[0]),
+                )
+            ]
+            specs = [
+                ("ratio", "self", "locality", "rms outside / rms inside"),
+                ("rms_inside", "self", "change inside", "rms change inside"),
+            ]
+            if config.transfer:
+                specs.append(("ratio", "transfer", "transfer locality", "rms outside / rms inside"))
+            for metric, kind, name, y_label in specs:
+                data = _chart(rows, config, region, metric, kind, f"{region}: {name}", y_label)
+                file = f"plots/{slug}_{name.replace(' ', '_')}.png"
+                charts[file] = data
+                figures.append(Figure(f"{region}: {name} (median, bars: quartiles)", data))
+            strip = _strip(model, config, result.cells, region, config.seeds[0])
+            charts[f"plots/{slug}_strip.png"] = strip
+            figures.append(
+                Figure(f"every method's edit of seed {config.seeds[0]}, region {region}", strip)
+            )
+            sections.append(
+                ReportSection(
+                    title=f"Region {region}",
+                    text=(
+                        f"Head-to-head at strength {at:g}: share of seeds where the row's edit "
+                        "is more local than the column's on the same image."
+                    ),
+                    figures=figures,
+                    table=[
+                        {"method": r[0], **dict(zip(config.methods, r[1:], strict=True))}
+                        for r in _head_to_head_rows(rows, region, at, config.methods)
+                    ],
+                )
+            )
+        for metric, kind, title in _TABLES[1:]:
+            if kind == "transfer" and config.transfer == 0:
+                continue
+            sections.append(
+                ReportSection(title=title, table=_html_table(rows, config, metric, kind))
+            )
+        for file, data in charts.items():
+            atomic_write_bytes(staging / file, data)
+        atomic_write_text(staging / "results.csv", csv_text(rows))
+        atomic_write_text(staging / "summary.md", summary_markdown(rows, config, model, command))
+        timing = f" in {elapsed:.0f} s" if elapsed is not None else ""
+        intro = (
+            describe_run(config, model)
+            + f"\n\n{result.computed} cells computed{timing}, {result.reused} reused from an "
+            "earlier run. All numbers are in results.csv (one row per edit) and summary.md."
+        )
+        if command:
+            intro = f"{command}\n\n{intro}"
+        atomic_write_text(
+            staging / "index.html",
+            render_html(
+                f"lowrankgan evaluate: {model.name}", intro, sections, f"lowrankgan {__version__}"
+            ),
+        )
+    return out / "index.html"
