@@ -10,10 +10,12 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def python_example() -> str:
+def python_example(number: int = 0) -> str:
+    """The `number`-th Python block of the README's Python API section."""
     text = README.read_text()
-    section = text.index("## Python API")
-    start = text.index("```python", section) + len("```python")
+    start = text.index("## Python API")
+    for _ in range(number + 1):
+        start = text.index("```python", start) + len("```python")
     return text[start : text.index("```", start)]
 
 
@@ -30,3 +32,23 @@ def test_the_python_api_example_runs():
     assert done.returncode == 0, done.stderr[-2000:]
     ratio = float(done.stdout.strip().splitlines()[-1])
     assert 0 < ratio < 1  # the printed locality: the edit changes the eyes more than the rest
+
+
+def test_the_evaluation_example_runs(tmp_path: Path):
+    code = python_example(1)
+    assert "evaluate" in code
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "runs" / "eval-api"
+    assert done.stdout.strip() == "runs/eval-api/index.html"
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 * 2 * 4 * 2 * (
+        1 + 2
+    )  # methods x regions x seeds x strengths x images

@@ -9,6 +9,8 @@ __version__ = "0.1.0"
 from .analysis import Analysis, AnalysisSettings, analyze  # noqa: E402
 from .editing import edit, edit_analysis  # noqa: E402
 from .errors import UserInputError  # noqa: E402
+from .evaluation import EvaluationConfig, run_cells  # noqa: E402
+from .evaluation_report import evaluate  # noqa: E402
 from .jacobian import jacobian_field, jacobian_gram  # noqa: E402
 from .metrics import locality  # noqa: E402
 from .models import Model, list_models, load_model  # noqa: E402
@@ -19,11 +21,13 @@ __all__ = [
     "Analysis",
     "AnalysisSettings",
     "Model",
+    "EvaluationConfig",
     "UserInputError",
     "__version__",
     "analyze",
     "edit",
     "edit_analysis",
+    "evaluate",
     "jacobian_field",
     "jacobian_gram",
     "list_models",
@@ -31,5 +35,6 @@ __all__ = [
     "locality",
     "region_mask",
     "rpca",
+    "run_cells",
     "solve_rpca",
 ]

@@ -629,18 +629,20 @@ def evaluate_command(
     Resumable: finished cells (method, region, seed) are kept in OUT/cells and not recomputed
     when the same command runs again.
     """
-    import time
-
-    from .evaluation import EvaluationConfig, parse_regions, run_cells
-    from .evaluation_report import write_outputs
+    from .evaluation import parse_regions
+    from .evaluation_report import evaluate
 
     method_list = tuple(m.strip() for m in methods.split(",") if m.strip())
     seed_list = tuple(parse_seeds(seeds))
     strength_list = tuple(parse_strengths(strengths))
+    region_list = parse_regions(regions)
     check_writable_dir(out)
     model = _model(model_name, checkpoint, class_, device, kw)
-    config = EvaluationConfig(
-        regions=parse_regions(regions),
+    argv = (click.get_current_context().find_root().obj or {}).get("argv")
+    report = evaluate(
+        model,
+        out,
+        region_list,
         methods=method_list,
         seeds=seed_list,
         strengths=strength_list,
@@ -650,12 +652,10 @@ def evaluate_command(
         path=path_following,
         step=step,
         settings=_settings(model, **kw),
+        restart=restart,
+        progress=not quiet,
+        command="lowrankgan " + shlex.join(argv) if argv else "",
     )
-    argv = (click.get_current_context().find_root().obj or {}).get("argv")
-    command = "lowrankgan " + shlex.join(argv) if argv else ""
-    started = time.perf_counter()
-    result = run_cells(model, config, out, restart=restart, progress=not quiet, command=command)
-    report = write_outputs(out, model, config, result, command, time.perf_counter() - started)
     click.echo(str(report))
 
 

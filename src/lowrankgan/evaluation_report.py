@@ -1,4 +1,5 @@
-"""What `lowrankgan evaluate` writes: statistics, `summary.md`, plots and `index.html`.
+"""What `lowrankgan evaluate` writes: statistics, `summary.md`, plots and `index.html`;
+and `evaluate`, which runs the cells and writes them in one call.
 
 Statistics are medians and interquartile ranges over seeds (for transfer, over seeds times
 other images), per method, region and strength; `head_to_head` counts, seed by seed, how
@@ -9,6 +10,7 @@ one line per method; the image strips show every method's edit of the same image
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +20,20 @@ import numpy as np
 import torch
 
 from . import __version__
+from .analysis import AnalysisSettings
 from .artifacts import atomic_write_bytes, atomic_write_text, staged_output
-from .evaluation import TRANSFER_SEED_BASE, Cell, EvaluationConfig, EvaluationResult, csv_text
+from .editing import DEFAULT_STEP
+from .evaluation import (
+    DEFAULT_SAMPLES,
+    DEFAULT_TRANSFER,
+    EVAL_METHODS,
+    TRANSFER_SEED_BASE,
+    Cell,
+    EvaluationConfig,
+    EvaluationResult,
+    csv_text,
+    run_cells,
+)
 from .models.base import Model
 from .outputs import render_latents, strength_label
 from .plots import Series, line_chart
@@ -298,6 +312,7 @@ def write_outputs(
 ) -> Path:
     """Write `results.csv`, `summary.md`, `plots/*.png` and `index.html` into `out`
     (staged, so they appear together); returns the path of `index.html`."""
+    out = Path(out)
     rows = result.rows
     at = report_strength(config.strengths)
     sections = [
@@ -305,8 +320,8 @@ def write_outputs(
             title="Locality by method",
             text=(
                 "rms change outside the region / inside it, median [first quartile, third "
-                "quartile] over seeds; lower is more local. "
-                + " ".join(
+                "quartile] over seeds; lower is more local.\n"
+                + "\n".join(
                     f"{region} at strength {at:g}: "
                     + _ranking_line(rows, region, at, config.methods)
                     + "."
@@ -382,3 +397,41 @@ def write_outputs(
             ),
         )
     return out / "index.html"
+
+
+def evaluate(
+    model: Model,
+    out: str | Path,
+    regions: Sequence[str],
+    *,
+    methods: Sequence[str] = EVAL_METHODS,
+    seeds: Sequence[int] = tuple(range(50)),
+    strengths: Sequence[float] = (1.0, 2.0, 3.0, 5.0),
+    transfer: int = DEFAULT_TRANSFER,
+    samples: int = DEFAULT_SAMPLES,
+    keep: str | None = None,
+    path: bool = False,
+    step: float = DEFAULT_STEP,
+    settings: AnalysisSettings | None = None,
+    restart: bool = False,
+    progress: bool = True,
+    command: str = "",
+) -> Path:
+    """Evaluate `methods` on `regions` of the images of `seeds` into `out` (resumable) and
+    write the report; returns the path of `out/index.html`. See `EvaluationConfig`."""
+    out = Path(out)
+    config = EvaluationConfig(
+        regions=tuple(regions),
+        methods=tuple(methods),
+        seeds=tuple(int(s) for s in seeds),
+        strengths=tuple(float(s) for s in strengths),
+        transfer=transfer,
+        samples=samples,
+        keep=keep,
+        path=path,
+        step=step,
+        settings=settings or AnalysisSettings(),
+    )
+    started = time.perf_counter()
+    result = run_cells(model, config, out, restart=restart, progress=progress, command=command)
+    return write_outputs(out, model, config, result, command, time.perf_counter() - started)
