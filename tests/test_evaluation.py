@@ -285,3 +285,45 @@ def test_path_following_edits(tmp_path: Path):
     start = model.sample_latent(0).double()
     latents = torch.tensor(result.cells[("lowrank", "left", 0)].self_latents)
     assert 0.5 < float((latents[0] - start).norm()) <= 1.0 + 1e-6
+
+
+@pytest.fixture(scope="module")
+def family_files(tmp_path_factory) -> dict[str, Path]:
+    import sg2_checkpoints as sg2
+    from biggan_checkpoints import write_biggan
+    from lowrankgan.models.stylegan2 import random_stylegan2
+
+    folder = tmp_path_factory.mktemp("families")
+    generator = random_stylegan2(resolution=16, channels_max=16, z_dim=8, w_dim=8)
+    sg2.write_nvidia_pkl(folder / "sg2.pkl", generator.state_dict(), conv_clamp=None)
+    write_biggan(folder / "biggan", output_dim=32, channel_width=4, num_classes=10)
+    return {"stylegan2": folder / "sg2.pkl", "biggan": folder / "biggan"}
+
+
+@pytest.mark.parametrize(
+    ("family", "options"),
+    [
+        ("stylegan2", {"space": "w"}),
+        ("stylegan2", {"space": "z"}),
+        ("stylegan2", {"space": "wplus", "layers": "1-2"}),
+        ("biggan", {}),
+    ],
+)
+def test_every_method_runs_on_every_family(tmp_path: Path, family_files, family, options):
+    from lowrankgan import load_model
+
+    model = load_model(family_files[family], **options)
+    config = EvaluationConfig(
+        regions=("center",),
+        methods=ALL_METHODS,
+        seeds=(0,),
+        strengths=(1.0,),
+        transfer=1,
+        samples=2,
+        settings=AnalysisSettings(pca_samples=64),
+    )
+    result = run_cells(model, config, tmp_path, progress=False)
+    assert len(result.rows) == len(ALL_METHODS) * 2
+    for row in result.rows:
+        assert np.isfinite(row["rms_inside"]) and row["rms_inside"] > 0
+        assert np.isfinite(row["ratio"])
