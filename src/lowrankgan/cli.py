@@ -578,7 +578,12 @@ def edit_command(
     help="Methods to compare, comma-separated.",
 )
 @click.option("--seeds", default="0-49", show_default=True, help="Images, e.g. 0-49.")
-@click.option("--strengths", default="1,2,3,5", show_default=True)
+@click.option(
+    "--strengths",
+    default="1,2,3,5",
+    show_default=True,
+    help="Distances along each unit direction, comma-separated.",
+)
 @click.option(
     "--transfer",
     type=int,
@@ -600,7 +605,9 @@ def edit_command(
     is_flag=True,
     help="Path-following edits (one Jacobian per step and image) instead of one-shot.",
 )
-@click.option("--step", type=float, default=DEFAULT_STEP, show_default=True)
+@click.option(
+    "--step", type=float, default=DEFAULT_STEP, show_default=True, help="Path step (--path)."
+)
 @settings_options
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--restart", is_flag=True, help="Discard finished cells made with other settings.")

@@ -241,7 +241,9 @@ class _Evaluator:
         if self._pool is None:
             total = torch.zeros(len(self.masks), self.model.latent_dim, self.model.latent_dim)
             total = total.double()
-            for latent in multi_latents(self.model, self.config.samples):
+            others = multi_latents(self.model, self.config.samples)
+            bar = tqdm(others, desc="multi: other images", leave=False, disable=not self.progress)
+            for latent in bar:
                 total += region_grams(self.model, latent, self.masks, self.settings).cpu()
             self._pool = total
         return self._pool
