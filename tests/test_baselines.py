@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import sg2_checkpoints as sg2
@@ -238,3 +240,42 @@ def test_multi_image_analysis_averages_grams_over_samples():
         # contrast's ridge (tau) leaves a trace of the kept half, far below the edit
         assert moved[..., right].abs().max() < 1e-2 * moved[..., ~right].abs().max()
     assert not np.allclose(single.direction(0), multi.direction(0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    dim=st.integers(min_value=2, max_value=10),
+    outputs=st.integers(min_value=1, max_value=20),
+    seed=st.integers(min_value=0, max_value=2**31 - 1),
+)
+def test_sefa_solves_its_eigenproblem(dim, outputs, seed):
+    generator = torch.Generator().manual_seed(seed)
+    network = nn.Sequential(nn.Linear(dim, outputs), nn.Unflatten(1, (outputs, 1, 1)))
+    with torch.no_grad():
+        network[0].weight.copy_(torch.randn(outputs, dim, generator=generator))
+    model = _model(network, dim)
+    directions, values = sefa_directions(model, count=dim)
+    weights = network[0].weight.detach().double()
+    gram = weights.T @ weights
+    torch.testing.assert_close(gram @ directions, directions * values, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(directions.T @ directions, torch.eye(dim, dtype=torch.float64))
+    assert torch.all(values[:-1] >= values[1:] - 1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dim=st.integers(min_value=2, max_value=12),
+    count=st.integers(min_value=1, max_value=12),
+    seed=st.integers(min_value=0, max_value=2**31 - 1),
+)
+def test_region_selection_is_a_sort_by_response(dim, count, seed):
+    generator = torch.Generator().manual_seed(seed)
+    factor = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
+    gram = factor @ factor.T
+    candidates = torch.randn(dim, count, generator=generator, dtype=torch.float64)
+    candidates = candidates / candidates.norm(dim=0)
+    directions, responses, order = by_region_response(candidates, gram)
+    assert sorted(order.tolist()) == list(range(count))
+    torch.testing.assert_close(directions, candidates[:, order])
+    torch.testing.assert_close(responses, torch.einsum("ik,ij,jk->k", directions, gram, directions))
+    assert torch.all(responses[:-1] >= responses[1:])
