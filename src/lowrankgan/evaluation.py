@@ -266,7 +266,9 @@ class _Evaluator:
     def edits(
         self, latent: torch.Tensor, direction: torch.Tensor, region: str, keep_rank: int | None
     ) -> torch.Tensor:
-        """Edited latents `(n, d)` at the configured strengths."""
+        """Edited latents `(n, d)` at the configured strengths. Path-following needs the
+        kept region's rank at `latent`: `keep_rank` when the analysis found it (the analysed
+        image), or None to compute it there (transfer images)."""
         strengths = list(self.config.strengths)
         if not self.config.path:
             return one_shot(latent, direction, strengths)
