@@ -7,7 +7,11 @@ Both find directions for the whole image, independent of any region or latent:
 - GANSpace (Harkonen et al., NeurIPS 2020): PCA of early-layer activations over sampled
   latents, carried back to the latent by linear regression of the latents on the PCA
   coordinates; for spaces made by a mapping network (StyleGAN's W), PCA of the sampled
-  latents themselves.
+  latents themselves. The layer is the family's choice (`Model.pca_features`): DCGAN the
+  first block's rectified features (the input of `convs.1`), BigGAN the first block's output
+  (the input of `generator.layers.1`), StyleGAN2 in z the mapping's output; `layer` reads
+  the input of any other module (a layer that is linear in the latent would make GANSpace a
+  variant of SeFa).
 `by_region_response` gives them the same region-based selection as the local methods: the
 candidates sorted by how much they move the region at one image (`v^T M_R v`).
 """
