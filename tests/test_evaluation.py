@@ -327,3 +327,17 @@ def test_every_method_runs_on_every_family(tmp_path: Path, family_files, family,
     for row in result.rows:
         assert np.isfinite(row["rms_inside"]) and row["rms_inside"] > 0
         assert np.isfinite(row["ratio"])
+
+
+@pytest.mark.parametrize("base", ["contrast", "lowrank"])
+def test_multi_is_the_analysis_on_averaged_grams(tmp_path: Path, base):
+    from lowrankgan import analyze
+
+    model = layered_structured_model()
+    config = structured_config(
+        methods=("multi",), seeds=(2,), transfer=0, samples=3, multi_method=base
+    )
+    result = run_cells(model, config, tmp_path, progress=False)
+    found = np.asarray(result.cells[("multi", "left", 2)].direction)
+    expected = analyze(model, model.sample_latent(2), "left", method=base, samples=3)
+    np.testing.assert_allclose(found, expected.direction(0), atol=1e-10)

@@ -598,6 +598,13 @@ def edit_command(
     show_default=True,
     help="multi: images its Gram matrices are averaged over.",
 )
+@click.option(
+    "--multi-method",
+    type=click.Choice(["contrast", "lowrank"]),
+    default="contrast",
+    show_default=True,
+    help="multi: the method run on the averaged Gram matrices.",
+)
 @click.option("--keep", default=None, help="Region to hold still (default: the rest).")
 @click.option(
     "--path",
@@ -623,6 +630,7 @@ def evaluate_command(
     strengths,
     transfer,
     samples,
+    multi_method,
     keep,
     path_following,
     step,
@@ -655,6 +663,7 @@ def evaluate_command(
         strengths=strength_list,
         transfer=transfer,
         samples=samples,
+        multi_method=multi_method,
         keep=keep,
         path=path_following,
         step=step,

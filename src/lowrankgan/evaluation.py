@@ -6,9 +6,9 @@ the image is edited at every strength, and so are `transfer` other images (seeds
 `TRANSFER_SEED_BASE`) with the same direction. Every edit is measured with `locality`.
 
 Methods: `lowrank`, `contrast`, `jacobian` (the region's own principal direction), `sefa`,
-`ganspace`, and `multi` (`contrast` on Gram matrices averaged over the image and
-`samples - 1` others, for directions that transfer). All local methods at one seed share one
-Jacobian field.
+`ganspace`, and `multi` (`contrast`, or `lowrank` with `multi_method`, on Gram matrices
+averaged over the image and `samples - 1` others, for directions that transfer). All
+methods at one seed share one Jacobian field.
 
 Each finished cell is written atomically to `DIR/cells/...json` at once, so a killed run
 resumes where it stopped and never recomputes a finished cell; `results.csv` is assembled
@@ -87,6 +87,7 @@ class EvaluationConfig:
     strengths: tuple[float, ...]
     transfer: int = DEFAULT_TRANSFER
     samples: int = DEFAULT_SAMPLES
+    multi_method: str = "contrast"
     keep: str | None = None
     path: bool = False
     step: float = DEFAULT_STEP
@@ -112,6 +113,8 @@ class EvaluationConfig:
             raise UserInputError(f"samples must be an integer in 2..1000, got {self.samples}")
         if not (math.isfinite(self.step) and self.step > 0):
             raise UserInputError(f"step must be a positive number, got {self.step}")
+        if self.multi_method not in ("lowrank", "contrast"):
+            raise UserInputError(f"multi extends lowrank or contrast, not {self.multi_method!r}")
 
     def fingerprint(self, model: Model) -> dict[str, Any]:
         """Everything a cell's numbers depend on besides its method, region and seed."""
@@ -129,6 +132,7 @@ class EvaluationConfig:
             "strengths": list(self.strengths),
             "transfer": self.transfer,
             "samples": self.samples,
+            "multi_method": self.multi_method,
             "keep": self.keep,
             "path": self.path,
             "step": self.step if self.path else None,
@@ -258,7 +262,7 @@ class _Evaluator:
             count = self.config.samples
             region_gram = (region_gram + pool[2 * index]) / count
             keep_gram = (keep_gram + pool[2 * index + 1]) / count
-        base = "contrast" if method == "multi" else method
+        base = self.config.multi_method if method == "multi" else method
         settings = AnalysisSettings(**{**self.settings.__dict__, "method": base})
         candidates = self.candidates(method) if method in GLOBAL_METHODS else None
         return directions_from_grams(region_gram, keep_gram, settings, candidates)

@@ -187,9 +187,10 @@ def describe_run(config: EvaluationConfig, model: Model) -> str:
         f"Model {model.name} ({model.description or model.source}), {model.space} space. "
         f"{len(seeds)} seeds ({span}), regions {', '.join(config.regions)}, strengths "
         f"{', '.join(f'{s:g}' for s in config.strengths)} (distance in the latent space along "
-        f"a unit direction), {edits}; {transfer}. `multi` averages its Gram matrices over "
-        f"{config.samples} images; `sefa` and `ganspace` edit with whichever of their top "
-        f"{config.settings.top_k} directions moves the region most on each image."
+        f"a unit direction), {edits}; {transfer}. `multi` is `{config.multi_method}` on Gram "
+        f"matrices averaged over {config.samples} images; `sefa` and `ganspace` edit with "
+        f"whichever of their top {config.settings.top_k} directions moves the region most on "
+        "each image."
     )
 
 
@@ -409,6 +410,7 @@ def evaluate(
     strengths: Sequence[float] = (1.0, 2.0, 3.0, 5.0),
     transfer: int = DEFAULT_TRANSFER,
     samples: int = DEFAULT_SAMPLES,
+    multi_method: str = "contrast",
     keep: str | None = None,
     path: bool = False,
     step: float = DEFAULT_STEP,
@@ -427,6 +429,7 @@ def evaluate(
         strengths=tuple(float(s) for s in strengths),
         transfer=transfer,
         samples=samples,
+        multi_method=multi_method,
         keep=keep,
         path=path,
         step=step,
