@@ -223,6 +223,7 @@ def test_analyze_offers_every_method_behind_one_interface(method):
         np.testing.assert_array_equal(result.directions, result.region_basis)
     else:
         assert result.directions.shape[1] == 10 and result.info["method"] == method
+        assert sorted(result.info["candidates"]) == list(range(10))
 
 
 def test_multi_image_analysis_averages_grams_over_samples():

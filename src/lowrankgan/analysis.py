@@ -392,6 +392,10 @@ def analyze(
         "keep_pixels": int(keep_m.sum()),
         "method": settings.method,
         "samples": settings.samples,
+        # which of a global method's leading directions each of ours is (0 = its strongest)
+        "candidates": None
+        if found.candidate_order is None
+        else [int(i) for i in found.candidate_order],
         "ranks": {
             "region": int(rank),
             "keep": int(keep_rank),
