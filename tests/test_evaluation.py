@@ -158,6 +158,15 @@ def test_statistics_by_hand():
     assert ranking(rows, "r", 2.0, ["a", "b"]) == [("a", 0.3), ("b", 0.3)]
 
 
+def test_report_strength():
+    from lowrankgan.evaluation_report import report_strength
+
+    assert report_strength([1.0, 2.0, 3.0, 5.0]) == 2.0
+    assert report_strength([-3.0, 3.0]) == 3.0
+    assert report_strength([1.0, 3.0, 5.0]) == 3.0
+    assert report_strength([-4.0, -1.0]) == -4.0
+
+
 def test_region_lists_keep_boxes_whole():
     assert parse_regions("eyes, box:1,2,3,4,mouth") == ("eyes", "box:1,2,3,4", "mouth")
 

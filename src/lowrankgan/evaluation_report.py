@@ -89,10 +89,12 @@ def stats(
 
 
 def report_strength(strengths: Sequence[float]) -> float:
-    """The strength rankings are given at: 2 when evaluated, else the median strength."""
+    """The strength rankings are given at: 2 when evaluated, else the median positive
+    strength (the median strength when all are negative)."""
     if PREFERRED_STRENGTH in strengths:
         return PREFERRED_STRENGTH
-    return sorted(strengths)[(len(strengths) - 1) // 2]
+    positive = sorted(s for s in strengths if s > 0) or sorted(strengths)
+    return positive[(len(positive) - 1) // 2]
 
 
 def head_to_head(
