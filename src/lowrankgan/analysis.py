@@ -14,6 +14,7 @@ import json
 import math
 import time
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -511,21 +512,33 @@ def multi_latents(model: Model, samples: int) -> list[torch.Tensor]:
     return [model.sample_latent(MULTI_SEED_BASE + i) for i in range(samples - 1)]
 
 
-def averaged_grams(
+def summed_grams(
     model: Model,
-    latents: list[torch.Tensor],
+    latents: Iterable[torch.Tensor],
     masks: torch.Tensor,
     settings: AnalysisSettings,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Per-value Gram matrices `(m, d, d)` float64 (CPU) of `(m, H, W)` masks, averaged over
-    `latents` (each `(d,)`)."""
+    """Per-value Gram matrices `(m, d, d)` float64 (CPU) of `(m, H, W)` masks, summed over
+    `latents` (each `(d,)`, at least one)."""
     total = None
     for point in latents:
         grams = region_grams(model, point, masks, settings, progress).cpu()
         total = grams if total is None else total + grams
-    assert total is not None
-    return total / len(latents)
+    if total is None:
+        raise ValueError("no latents to sum Gram matrices over")
+    return total
+
+
+def averaged_grams(
+    model: Model,
+    latents: Sequence[torch.Tensor],
+    masks: torch.Tensor,
+    settings: AnalysisSettings,
+    progress: bool = False,
+) -> torch.Tensor:
+    """`summed_grams` divided by the number of latents."""
+    return summed_grams(model, latents, masks, settings, progress) / len(latents)
 
 
 def auto_rank(values: torch.Tensor, energy: float, rule: str) -> int:

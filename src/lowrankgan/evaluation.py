@@ -43,6 +43,7 @@ from .analysis import (
     multi_latents,
     region_grams,
     resolved_settings,
+    summed_grams,
 )
 from .artifacts import atomic_write_text, save_npz_atomic
 from .baselines import GLOBAL_METHODS, global_directions
@@ -231,6 +232,12 @@ class _Evaluator:
         self.transfer_seeds = [TRANSFER_SEED_BASE + i for i in range(config.transfer)]
         self._candidates: dict[str, torch.Tensor] = {}
         self._pool: torch.Tensor | None = None
+        self._transfer: list[tuple[int, torch.Tensor, torch.Tensor]] | None = None
+
+    @property
+    def computed_candidates(self) -> dict[str, torch.Tensor]:
+        """The global methods' directions computed so far, by method."""
+        return dict(self._candidates)
 
     def candidates(self, method: str) -> torch.Tensor:
         if method not in self._candidates:
@@ -243,13 +250,9 @@ class _Evaluator:
     def pool_grams(self) -> torch.Tensor:
         """Sum of the Gram matrices `(2R, d, d)` over the other images `multi` uses."""
         if self._pool is None:
-            total = torch.zeros(len(self.masks), self.model.latent_dim, self.model.latent_dim)
-            total = total.double()
             others = multi_latents(self.model, self.config.samples)
             bar = tqdm(others, desc="multi: other images", leave=False, disable=not self.progress)
-            for latent in bar:
-                total += region_grams(self.model, latent, self.masks, self.settings).cpu()
-            self._pool = total
+            self._pool = summed_grams(self.model, bar, self.masks, self.settings)
         return self._pool
 
     def grams_at(self, latent: torch.Tensor) -> torch.Tensor:
@@ -304,18 +307,18 @@ class _Evaluator:
         cell: tuple[str, str, int],
         image: int,
         kind: str,
-        latent: torch.Tensor,
+        original: torch.Tensor,
         edited: torch.Tensor,
         candidate: int | None,
     ) -> list[dict[str, Any]]:
-        """One row per strength: the edits `(n, d)` of `latent` (the image of seed `image`)
-        measured in the region of `cell = (method, region, seed)`."""
+        """One row per strength: the edits `(n, d)` of the image `original` `(C, H, W)` (seed
+        `image`) measured in the region of `cell = (method, region, seed)`."""
         method, region, seed = cell
         with torch.no_grad():
-            images = self.model.synthesize(torch.cat([latent.unsqueeze(0), edited]))
+            images = self.model.synthesize(edited)
         rows = []
-        for strength, after in zip(self.config.strengths, images[1:], strict=True):
-            loc = locality(images[0], after, self.region_masks[region], self.keep_masks[region])
+        for strength, after in zip(self.config.strengths, images, strict=True):
+            loc = locality(original, after, self.region_masks[region], self.keep_masks[region])
             rows.append(
                 {
                     "method": method,
@@ -330,11 +333,28 @@ class _Evaluator:
             )
         return rows
 
+    def transfer_images(self) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        """`(seed, latent (d,), image (C, H, W))` of every transfer image, made once."""
+        if self._transfer is None:
+            self._transfer = [self.image_of(seed) for seed in self.transfer_seeds]
+        return self._transfer
+
+    def image_of(self, seed: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        latent = self.model.sample_latent(seed)
+        with torch.no_grad():
+            return seed, latent, self.model.synthesize(latent)[0]
+
     def cell(
-        self, method: str, region: str, seed: int, latent: torch.Tensor, grams: torch.Tensor
+        self,
+        method: str,
+        region: str,
+        start: tuple[int, torch.Tensor, torch.Tensor],
+        grams: torch.Tensor,
     ) -> Cell:
-        """Find the direction at `latent` (the image of `seed`, whose Gram matrices of every
-        region and kept region are `grams` `(2R, d, d)`), edit it and the transfer images."""
+        """Find the direction at the image `start = (seed, latent, image)`, whose Gram matrices
+        of every region and kept region are `grams` `(2R, d, d)`, then edit it and the
+        transfer images."""
+        seed, latent, original = start
         index = self.config.regions.index(region)
         found = self.find(method, index, grams)
         model = self.model
@@ -344,11 +364,10 @@ class _Evaluator:
             candidate = int(found.candidate_order[0])
         edited = self.edits(latent, direction, region, found.keep_rank)
         key = (method, region, seed)
-        rows = self.measure(key, seed, "self", latent, edited, candidate)
-        for other in self.transfer_seeds:
-            start = model.sample_latent(other)
-            moved = self.edits(start, direction, region, None)
-            rows += self.measure(key, other, "transfer", start, moved, candidate)
+        rows = self.measure(key, seed, "self", original, edited, candidate)
+        for other, other_latent, other_image in self.transfer_images():
+            moved = self.edits(other_latent, direction, region, None)
+            rows += self.measure(key, other, "transfer", other_image, moved, candidate)
         return Cell(
             method=method,
             region=region,
@@ -448,10 +467,10 @@ def run_cells(
     bar = tqdm(total=total, initial=reused, desc="Evaluate", unit="cell", disable=not progress)
     computed = 0
     for seed, todo in missing.items():
-        latent = model.sample_latent(seed)
-        grams = evaluator.grams_at(latent)  # one Jacobian field for every cell of this seed
+        start = evaluator.image_of(seed)
+        grams = evaluator.grams_at(start[1])  # one Jacobian field for every cell of this seed
         for method, region in todo:
-            cell = evaluator.cell(method, region, seed, latent, grams)
+            cell = evaluator.cell(method, region, start, grams)
             path = cell_path(out, method, region, seed)
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, cell.to_json())
@@ -461,11 +480,8 @@ def run_cells(
             if on_cell is not None:
                 on_cell(cell)
     bar.close()
-    for method in GLOBAL_METHODS:
-        if method in evaluator._candidates:
-            save_npz_atomic(
-                out / f"{method}_directions.npz", directions=evaluator._candidates[method].numpy()
-            )
+    for method, directions in evaluator.computed_candidates.items():
+        save_npz_atomic(out / f"{method}_directions.npz", directions=directions.numpy())
     rows = [
         row
         for method in config.methods

@@ -263,10 +263,17 @@ def _chart(
     return png_bytes(image)
 
 
-def _strip(model: Model, config: EvaluationConfig, cells: dict, region: str, seed: int) -> bytes:
-    """Rows: methods; columns: the original, each strength, the change at the largest."""
-    mask = region_mask_array(model, region)
-    original = render_latents(model, model.sample_latent(seed).unsqueeze(0))[0]
+def _strip(
+    model: Model,
+    config: EvaluationConfig,
+    cells: dict,
+    region: str,
+    seed: int,
+    original: np.ndarray,
+    mask: np.ndarray,
+) -> bytes:
+    """Rows: methods; columns: the original `(H, W, 3)` uint8 image of `seed`, each strength,
+    the change at the largest (outlining the `(H, W)` bool `mask`)."""
     largest = int(np.argmax(np.abs(config.strengths)))
     grid_rows, labels = [], []
     for method in config.methods:
@@ -282,15 +289,6 @@ def _strip(model: Model, config: EvaluationConfig, cells: dict, region: str, see
         f"change {strength_label(config.strengths[largest])}",
     ]
     return png_bytes(image_grid(grid_rows, row_labels=labels, col_labels=columns))
-
-
-def region_mask_array(model: Model, region: str) -> np.ndarray:
-    return region_mask(model, region).cpu().numpy()
-
-
-def _region_figure(model: Model, region: str, seed: int) -> bytes:
-    original = render_latents(model, model.sample_latent(seed).unsqueeze(0))[0]
-    return png_bytes(upscale(overlay_region(original, region_mask_array(model, region)), _DISPLAY))
 
 
 def _html_table(rows, config: EvaluationConfig, metric: str, kind: str) -> list[dict]:  # noqa: ANN001
@@ -337,14 +335,13 @@ def write_outputs(
     charts: dict[str, bytes] = {}
     with staged_output(out) as staging:
         (staging / "plots").mkdir()
+        shown = config.seeds[0]
+        original = render_latents(model, model.sample_latent(shown).unsqueeze(0))[0]
         for region in config.regions:
             slug = "".join(c if c.isalnum() else "_" for c in region)
-            figures = [
-                Figure(
-                    f"{region} on seed {config.seeds[0]}",
-                    _region_figure(model, region, config.seeds[0]),
-                )
-            ]
+            mask = region_mask(model, region).cpu().numpy()
+            overlay = png_bytes(upscale(overlay_region(original, mask), _DISPLAY))
+            figures = [Figure(f"{region} on seed {shown}", overlay)]
             specs = [
                 ("ratio", "self", "locality", "rms outside / rms inside"),
                 ("rms_inside", "self", "change inside", "rms change inside"),
@@ -356,11 +353,9 @@ def write_outputs(
                 file = f"plots/{slug}_{name.replace(' ', '_')}.png"
                 charts[file] = data
                 figures.append(Figure(f"{region}: {name} (median, bars: quartiles)", data))
-            strip = _strip(model, config, result.cells, region, config.seeds[0])
+            strip = _strip(model, config, result.cells, region, shown, original, mask)
             charts[f"plots/{slug}_strip.png"] = strip
-            figures.append(
-                Figure(f"every method's edit of seed {config.seeds[0]}, region {region}", strip)
-            )
+            figures.append(Figure(f"every method's edit of seed {shown}, region {region}", strip))
             sections.append(
                 ReportSection(
                     title=f"Region {region}",
