@@ -30,7 +30,7 @@ test: install
 bench: install
 	$(PY) bench/run.py --out docs/benchmarks.md
 
-# The README's results: every method on both built-in GANs (about 2 + 4 minutes on 2 cores).
+# The README's results: every method on both built-in GANs (2-3 + 4-5 minutes on 2 cores).
 # Resumable: an interrupted `make evaluate` continues where it stopped.
 EVAL := $(VENV)/bin/lowrankgan evaluate --seeds 0-49 --strengths 1,2,3,5
 evaluate: install
