@@ -19,13 +19,14 @@ settings into the same folder is refused (or `restart`ed).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import math
+import os
 import re
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -47,8 +48,9 @@ from .analysis import (
 )
 from .artifacts import atomic_write_text, save_npz_atomic
 from .baselines import GLOBAL_METHODS, global_directions
-from .editing import DEFAULT_STEP, edit, follow_path, one_shot
+from .editing import DEFAULT_STEP, check_path_work, edit, follow_path, one_shot
 from .errors import UserInputError
+from .limits import check_at_most
 from .metrics import locality
 from .models.base import Model
 from .regions import keep_mask, region_mask
@@ -114,6 +116,11 @@ class EvaluationConfig:
             raise UserInputError(f"samples must be an integer in 2..1000, got {self.samples}")
         if not (math.isfinite(self.step) and self.step > 0):
             raise UserInputError(f"step must be a positive number, got {self.step}")
+        check_at_most(len(self.strengths), "strengths", "the number of strengths")
+        check_at_most(len(self.seeds), "seeds", "the number of seeds")
+        if self.path:
+            edits = len(self.seeds) * len(self.regions) * len(self.methods) * (1 + self.transfer)
+            check_path_work(self.strengths, self.step, images=edits)
         if self.multi_method not in ("lowrank", "contrast"):
             raise UserInputError(f"multi extends lowrank or contrast, not {self.multi_method!r}")
 
@@ -390,28 +397,91 @@ class EvaluationResult:
     reused: int
 
 
+#: Written into `OUT/cells` when we create it: what marks the folder as ours to rewrite.
+CELLS_MARKER = ".lowrankgan-cells"
+#: Every file we write below `OUT/cells`: the marker, cells, and atomic-write temp files.
+_OUR_CELL_FILE = re.compile(
+    r"(\.lowrankgan-cells|[a-z]+/[A-Za-z0-9_]+-[0-9a-f]{8}/(seed\d+\.json|\.seed\d+\.json\.\w+\.tmp))"
+)
+
+
+def _cells_folder(out: Path, recorded: bool) -> Path | None:
+    """`out/cells` if it exists and holds only what we write there (None if absent).
+
+    Refuses a symlink or a folder holding anything else, so that no later step can delete or
+    overwrite a file the tool did not write. `recorded`: `out/evaluation.json` is ours, which
+    vouches for a `cells/` written before the marker existed.
+    """
+    cells = out / "cells"
+    if not os.path.lexists(cells):
+        return None
+    if cells.is_symlink() or not cells.is_dir():
+        raise UserInputError(
+            f"{cells} is not a folder of ours (a link or a file); use another --out"
+        )
+    if not recorded and not (cells / CELLS_MARKER).is_file():
+        raise UserInputError(
+            f"{cells} was not written by lowrankgan evaluate (no {CELLS_MARKER}); use another --out"
+        )
+    for path in cells.rglob("*"):
+        relative = path.relative_to(cells).as_posix()
+        if path.is_symlink() or (not path.is_dir() and not _OUR_CELL_FILE.fullmatch(relative)):
+            raise UserInputError(
+                f"{cells} holds {relative!r}, which lowrankgan did not write; use another --out"
+            )
+    return cells
+
+
+def _remove_cells(cells: Path) -> None:
+    """Delete our files below `cells` (checked by `_cells_folder`), then its empty folders."""
+    for path in sorted(cells.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        relative = path.relative_to(cells).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only while empty: whatever else appeared meanwhile stays
+        elif _OUR_CELL_FILE.fullmatch(relative) and relative != CELLS_MARKER:
+            path.unlink(missing_ok=True)
+
+
+def _stored_fingerprint(record: Path) -> dict[str, Any] | None:
+    """The fingerprint in our `evaluation.json`, None if absent or not one of ours."""
+    if record.is_symlink() or not record.is_file():
+        return None
+    try:
+        stored = json.loads(record.read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return stored if isinstance(stored, dict) else None
+
+
 def _stale_cells(out: Path, fingerprint: dict[str, Any], restart: bool) -> bool:
     """Whether `out/cells` must be discarded before this run (raises when it holds cells
-    made with other settings and `restart` is not given)."""
+    made with other settings or without a record of them, and `restart` is not given)."""
     record = out / "evaluation.json"
-    if not record.is_file():
-        return (out / "cells").exists()  # cells without their settings cannot be trusted
-    try:
-        stored = json.loads(record.read_text()).get("fingerprint")
-    except (OSError, ValueError):
-        stored = None
+    stored = _stored_fingerprint(record)
+    cells = _cells_folder(out, recorded=stored is not None)
+    if stored is None:
+        if cells is None:
+            return False
+        if not restart:
+            # Cells without their settings cannot be trusted, nor silently thrown away.
+            raise UserInputError(
+                f"{cells} holds cells but {record.name} is missing, so their settings are "
+                "unknown; use another --out, or --restart to discard them"
+            )
+        return True
     if stored == fingerprint:
         return False
     if not restart:
         differs = sorted(
-            k for k in set(fingerprint) | set(stored or {})
-            if (stored or {}).get(k) != fingerprint.get(k)
+            str(k) for k in set(fingerprint) | set(stored)
+            if stored.get(k) != fingerprint.get(k)
         )  # fmt: skip
         raise UserInputError(
             f"{out} holds an evaluation made with other settings ({', '.join(differs)}); "
             "use another --out, or --restart to discard it"
         )
-    return True
+    return cells is not None
 
 
 def _write_record(out: Path, config: EvaluationConfig, fingerprint: dict, command: str) -> None:
@@ -448,8 +518,10 @@ def run_cells(
         if method in GLOBAL_METHODS:
             evaluator.candidates(method)  # fails on a model they do not apply to, up front
     if discard:
-        shutil.rmtree(out / "cells")
+        _remove_cells(out / "cells")
     _write_record(out, config, fingerprint, command)
+    (out / "cells").mkdir(exist_ok=True)
+    atomic_write_text(out / "cells" / CELLS_MARKER, "cells of lowrankgan evaluate\n")
     cells: dict[tuple[str, str, int], Cell] = {}
     missing: dict[int, list[tuple[str, str]]] = {}
     for seed in config.seeds:
