@@ -475,14 +475,28 @@ def test_edit_seeds_gives_a_row_per_seed(tmp_path, local, local_analysis):
     )  # the analysis was made at seed 0
 
 
+def test_edit_refuses_an_analysis_of_another_model(tmp_path, work, local_analysis):
+    out = tmp_path / "gray"
+    proc = cli(
+        "edit --model {work}/gens.py:gray --analysis {analysis} --strengths -1,0,1 "
+        "--one-shot --out {out} --quiet",
+        work=work,
+        analysis=local_analysis,
+        out=out,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "was made on model" in proc.stderr and "gens.py:local" in proc.stderr
+    assert not out.exists()
+
+
 def test_edit_with_analysis_of_another_resolution(tmp_path, work, local_analysis):
-    # A one-shot edit needs only the direction; a 1-channel 32x32 model of the same latent
-    # size must not trip over the 16x16 region mask stored in the analysis.
+    # With --other-model a one-shot edit needs only the direction; a 1-channel 32x32 model of
+    # the same latent size must not trip over the 16x16 region mask stored in the analysis.
     out = tmp_path / "gray"
     check_ok(
         cli(
             "edit --model {work}/gens.py:gray --analysis {analysis} --strengths -1,0,1 "
-            "--one-shot --out {out} --quiet",
+            "--one-shot --other-model --out {out} --quiet",
             work=work,
             analysis=local_analysis,
             out=out,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +30,10 @@ from .baselines import (
     by_region_response,
     global_directions,
 )
+from .datafiles import read_json, read_npy, read_npz
 from .errors import UserInputError
 from .jacobian import gram_from_field, jacobian_field, mask_weights, sketch_gram
+from .limits import check_at_most, limit
 from .models.base import Model
 from .regions import RegionSpec, describe, keep_mask, region_mask
 from .rpca import solve_rpca
@@ -116,6 +117,19 @@ class AnalysisSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise UserInputError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_at_most(self.samples, "samples", "samples")
+        check_at_most(self.pca_samples, "samples", "ganspace samples")
+        for name in ("rank", "keep_rank", "sketch", "chunk_size", "memory_budget"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise UserInputError(f"{name} must be a positive integer, got {value!r}")
+        if self.size is not None and (
+            len(self.size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in self.size)
+        ):
+            raise UserInputError(f"size must be two positive integers, got {self.size!r}")
         if self.rpca_lambda is not None and not (
             math.isfinite(self.rpca_lambda) and self.rpca_lambda > 0
         ):
@@ -194,43 +208,160 @@ class Analysis:
 
     @classmethod
     def load(cls, path: Path) -> Analysis:
-        """Read an `analysis.npz` (and its `analysis.json` beside it, if present)."""
+        """Read an `analysis.npz` (and its `analysis.json` beside it, if present), every array
+        and field checked: a hostile or damaged file is a one-line `UserInputError`."""
         path = Path(path)
         if path.is_dir():
             path = path / "analysis.npz"
-        if not path.is_file():
-            raise UserInputError(f"analysis file not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in cls.ARRAYS if name in data}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserInputError(f"cannot read analysis {path}: {first}") from None
+        arrays = read_npz(path, "analysis")
         missing = [name for name in ("latent", "directions", "null_basis") if name not in arrays]
         if missing:
             raise UserInputError(f"{path} is not an analysis file (missing {', '.join(missing)})")
         meta_path = path.with_suffix(".json")
-        info: dict[str, Any] = {}
-        if meta_path.is_file():
-            try:
-                info = json.loads(meta_path.read_text())
-            except json.JSONDecodeError:
-                raise UserInputError(f"{meta_path} is not valid JSON") from None
-        d = arrays["latent"].shape[0]
-        empty = np.zeros((d, 0))
-        return cls(
+        info = _checked_info(read_json(meta_path, "analysis") if meta_path.is_file() else {},
+                             meta_path)  # fmt: skip
+        d = arrays["latent"].shape[0] if arrays["latent"].ndim == 1 else -1
+        empty = np.zeros((max(d, 0), 0))
+        analysis = cls(
             latent=arrays["latent"],
             region_basis=arrays.get("region_basis", empty),
             region_singular_values=arrays.get("region_singular_values", np.zeros(0)),
             null_basis=arrays["null_basis"],
             directions=arrays["directions"],
             direction_strengths=arrays.get(
-                "direction_strengths", np.zeros(arrays["directions"].shape[1])
+                "direction_strengths", np.zeros(arrays["directions"].shape[-1])
             ),
             region_mask=arrays.get("region_mask", np.zeros((0, 0), dtype=bool)),
             keep_mask=arrays.get("keep_mask", np.zeros((0, 0), dtype=bool)),
             info=info,
         )
+        _check_arrays(analysis, path)
+        return analysis
+
+
+def _check_arrays(analysis: Analysis, path: Path) -> None:
+    """Shapes, dtypes and values of a loaded analysis: real floats of consistent sizes, finite,
+    unit directions, bool-valued masks; float arrays converted to float64."""
+    latent = analysis.latent
+    if latent.ndim != 1 or not 1 <= latent.shape[0] <= limit("latent_dim"):
+        raise UserInputError(f"{path}: latent has shape {latent.shape}, expected (d,)")
+    d = latent.shape[0]
+    expected = {
+        "latent": (d,),
+        "region_basis": (d, None),
+        "region_singular_values": (None,),
+        "null_basis": (d, None),
+        "directions": (d, None),
+        "direction_strengths": (analysis.directions.shape[-1],),
+    }
+    for name, shape in expected.items():
+        array = getattr(analysis, name)
+        if array.dtype.kind not in "fiu":
+            raise UserInputError(f"{path}: {name} holds {array.dtype} values, expected floats")
+        if array.ndim != len(shape) or any(
+            want is not None and got != want for got, want in zip(array.shape, shape, strict=True)
+        ):
+            wanted = "(" + ", ".join("k" if w is None else str(w) for w in shape)
+            wanted += ",)" if len(shape) == 1 else ")"
+            raise UserInputError(f"{path}: {name} has shape {array.shape}, expected {wanted}")
+        array = array.astype(np.float64)
+        if not np.isfinite(array).all():
+            raise UserInputError(f"{path}: {name} holds NaN or Inf")
+        setattr(analysis, name, array)
+    if analysis.directions.shape[1] == 0:
+        raise UserInputError(f"{path}: the analysis holds no directions")
+    norms = np.linalg.norm(analysis.directions, axis=0)
+    if (norms < 1e-6).any():
+        raise UserInputError(f"{path}: direction {int(np.argmin(norms))} is zero")
+    if not np.allclose(norms, 1.0, rtol=0, atol=1e-9):  # keep saved unit columns bit-exact
+        analysis.directions = analysis.directions / norms
+    for name in ("region_mask", "keep_mask"):
+        mask = getattr(analysis, name)
+        if mask.dtype.kind not in "biu" or (mask.size and mask.ndim != 2):
+            raise UserInputError(f"{path}: {name} must be a 2-d bool array, got {mask.dtype}")
+        setattr(analysis, name, mask.reshape(mask.shape if mask.size else (0, 0)) != 0)
+    both = analysis.region_mask.size and analysis.keep_mask.size
+    if both and analysis.region_mask.shape != analysis.keep_mask.shape:
+        raise UserInputError(f"{path}: region_mask and keep_mask differ in shape")
+
+
+def _checked_info(info: Any, path: Path) -> dict[str, Any]:
+    """`analysis.json` as a dict whose fields the tool reads have the right types and ranges."""
+    if not isinstance(info, dict):
+        raise UserInputError(f"{path} does not hold a JSON object")
+    for key in ("model", "space", "method"):
+        if key in info and not isinstance(info[key], str):
+            raise UserInputError(f"{path}: {key!r} must be a string")
+    for key in ("settings", "ranks"):
+        if key in info and not isinstance(info[key], dict):
+            raise UserInputError(f"{path}: {key!r} must be an object")
+    for key in ("latent_dim",):
+        if key in info and not _small_int(info[key], 1, limit("latent_dim")):
+            raise UserInputError(f"{path}: {key!r} must be an integer in 1..{limit('latent_dim')}")
+    resolution = info.get("resolution")
+    if resolution is not None and not (
+        isinstance(resolution, list)
+        and len(resolution) == 2
+        and all(_small_int(v, 1, limit("resolution")) for v in resolution)
+    ):
+        raise UserInputError(
+            f"{path}: 'resolution' must be two integers in 1..{limit('resolution')}"
+        )
+    for key, value in (info.get("ranks") or {}).items():
+        if key in ("region", "keep", "null_space", "directions") and not _small_int(
+            value, 0, limit("latent_dim")
+        ):
+            raise UserInputError(
+                f"{path}: ranks.{key} must be an integer in 0..{limit('latent_dim')}"
+            )
+    settings = info.get("settings")
+    if settings is not None:
+        known = {k: v for k, v in settings.items() if k in AnalysisSettings.__dataclass_fields__}
+        if isinstance(known.get("size"), list):
+            known["size"] = tuple(known["size"])
+        try:
+            AnalysisSettings(**known)  # the same checks as for settings given by hand
+        except (TypeError, ValueError) as exc:
+            raise UserInputError(
+                f"{path}: bad settings ({' '.join(str(exc).split())[:160]})"
+            ) from None
+        size = known.get("size")
+        if size is not None and max(size) > limit("resolution"):
+            raise UserInputError(f"{path}: settings.size {list(size)} is too large")
+    return info
+
+
+def _small_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def check_analysis_fits(analysis: Analysis, model: Model, source: str | Path) -> None:
+    """Refuse an analysis made on another model: the recorded model, space, latent size and
+    resolution must match `model` (a W analysis on a W+ model of the same network is lifted
+    by the caller, so its space may differ)."""
+    info = analysis.info
+    recorded = info.get("model")
+    if recorded is not None and not _same_model(recorded, model.name):
+        raise UserInputError(
+            f"{source} was made on model {recorded!r}, not {model.name!r}; analyse this model"
+        )
+    resolution = info.get("resolution")
+    if resolution is not None and tuple(resolution) != tuple(model.resolution):
+        raise UserInputError(
+            f"{source} is for {resolution[1]}x{resolution[0]} images, the model outputs "
+            f"{model.resolution[1]}x{model.resolution[0]}"
+        )
+    mask = analysis.keep_mask if analysis.keep_mask.size else analysis.region_mask
+    if mask.size and tuple(mask.shape) != tuple(model.resolution):
+        raise UserInputError(f"{source}: its masks do not match the model's resolution")
+
+
+def _same_model(recorded: str, name: str) -> bool:
+    """Names match; for checkpoints loaded from paths, the file names match (files move)."""
+    if recorded == name:
+        return True
+    looks_like_path = ("/" in recorded or "\\" in recorded) and ("/" in name or "\\" in name)
+    return looks_like_path and Path(recorded).name == Path(name).name
 
 
 def low_rank_part(matrix: torch.Tensor, settings: AnalysisSettings) -> tuple[torch.Tensor, dict]:
@@ -562,15 +693,7 @@ def load_direction_file(path: Path, dim: int) -> np.ndarray:
     """Directions from a `.npy` file, `(d,)` or `(k, d)` (e.g. the authors' released W
     directions) -> `(d, k)` float64 unit columns."""
     path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"direction file not found: {path}")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserInputError(f"cannot read directions {path}: {first}") from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
-        raise UserInputError(f"{path} must hold a numeric array")
+    array = read_npy(path, "direction file")
     array = np.atleast_2d(array.astype(np.float64))
     if array.ndim != 2 or array.shape[1] != dim:
         raise UserInputError(

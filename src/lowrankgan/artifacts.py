@@ -9,9 +9,11 @@ check that an output folder is writable, so a long run fails in its first second
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "check_writable_dir",
+    "remove_abandoned_staging",
     "save_npz_atomic",
     "staged_output",
 ]
@@ -116,18 +119,101 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _merge_into(staging: Path, target: Path) -> None:
-    """Move every file of `staging` (recursively) into `target`, replacing same-named files."""
+#: Inside every staging folder: the pid and host of the run that owns it, so a later run can
+#: tell a killed run's leftovers from a live run's work.
+_OWNER_FILE = ".lowrankgan-owner"
+
+
+def _planned_moves(staging: Path, target: Path) -> list[tuple[Path, Path]]:
+    """Every (staged file, destination) pair, after checking that each destination can take a
+    file: no folder, link or other non-file where a file goes, nor a file where a folder goes."""
+    moves: list[tuple[Path, Path]] = []
     for root, _dirs, files in os.walk(staging):
         relative = Path(root).relative_to(staging)
-        destination = target / relative
-        destination.mkdir(parents=True, exist_ok=True)
+        folder = target
+        for part in ("", *relative.parts):
+            folder = folder / part if part else folder
+            if os.path.lexists(folder) and (folder.is_symlink() or not folder.is_dir()):
+                raise UserInputError(f"cannot write into {folder}: it exists and is not a folder")
         for name in files:
-            source = Path(root) / name
-            if source.is_file() and not source.is_symlink():
-                _fsync_file(source)
-            os.replace(source, destination / name)
-        _fsync_dir(destination)
+            if name == _OWNER_FILE:
+                continue
+            destination = target / relative / name
+            if os.path.lexists(destination) and (
+                destination.is_symlink() or not destination.is_file()
+            ):
+                raise UserInputError(
+                    f"cannot write {destination}: something other than a file is in the way"
+                )
+            moves.append((Path(root) / name, destination))
+    return moves
+
+
+def _merge_into(staging: Path, target: Path) -> None:
+    """Move every file of `staging` (recursively) into `target`, replacing same-named files,
+    as one transaction: every destination is checked first, replaced files are set aside
+    and restored if any move fails, so `target` ends up wholly old or wholly new."""
+    moves = _planned_moves(staging, target)
+    backup = staging / ".replaced"
+    set_aside: list[tuple[Path, Path]] = []
+    placed: list[Path] = []
+    try:
+        for index, (source, destination) in enumerate(moves):
+            _fsync_file(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            if os.path.lexists(destination):
+                kept = backup / str(index)
+                kept.parent.mkdir(exist_ok=True)
+                os.replace(destination, kept)
+                set_aside.append((kept, destination))
+            os.replace(source, destination)
+            placed.append(destination)
+    except BaseException:
+        for destination in placed:
+            with contextlib.suppress(OSError):
+                destination.unlink()
+        for kept, destination in set_aside:
+            with contextlib.suppress(OSError):
+                os.replace(kept, destination)
+        raise
+    for folder in {destination.parent for _, destination in moves}:
+        _fsync_dir(folder)
+
+
+def _claim(staging: Path) -> None:
+    """Record this process as the owner of `staging`."""
+    (staging / _OWNER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+
+
+def _abandoned(staging: Path) -> bool:
+    """Whether `staging` belongs to a run on this host that is no longer alive."""
+    try:
+        pid_text, host = (staging / _OWNER_FILE).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False  # not ours, or still being set up: leave it alone
+    if host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def remove_abandoned_staging(path: Path) -> list[Path]:
+    """Delete the staging folders of killed runs beside `path` (`.<name>.partial-*` holding an
+    owner file whose process is gone); returns what was removed."""
+    removed = []
+    parent = Path(path).absolute().parent
+    with contextlib.suppress(OSError):
+        for candidate in parent.glob(f".{glob.escape(Path(path).name)}.partial-*"):
+            if candidate.is_dir() and not candidate.is_symlink() and _abandoned(candidate):
+                shutil.rmtree(candidate, ignore_errors=True)
+                removed.append(candidate)
+    return removed
 
 
 @contextlib.contextmanager
@@ -135,16 +221,19 @@ def staged_output(path: Path) -> Iterator[Path]:
     """Yield a staging folder whose files land in `path` only if the block finishes normally.
 
     The staging folder is a hidden sibling `.<name>.partial-<random>` (same file system, so the
-    moves are renames). On normal exit every file in it is moved into `path`, which is created if
-    missing; unrelated files already in `path` are kept and same-named ones are replaced. On an
-    exception (including KeyboardInterrupt) the staging folder is deleted and `path` is left as it
-    was: not created if it did not exist, and any parent folders made for the staging are removed.
+    moves are renames) holding an owner file; staging folders of killed runs are removed first.
+    On normal exit every file in it is moved into `path`, which is created if missing;
+    unrelated files already in `path` are kept and same-named ones are replaced, all or
+    nothing (see `_merge_into`). On an exception (including KeyboardInterrupt) the staging
+    folder is deleted and `path` is left as it was: not created if it did not exist, and any
+    parent folders made for the staging are removed.
 
     Raises UserInputError before yielding if `path` exists and is not a folder.
     """
     path = Path(path).absolute()
     if os.path.lexists(path) and not path.is_dir():
         raise UserInputError(f"output path {path} exists and is not a directory")
+    remove_abandoned_staging(path)
     created_parents = _missing_ancestors(path.parent)
     staging: Path | None = None
     committed = False
@@ -152,6 +241,7 @@ def staged_output(path: Path) -> Iterator[Path]:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+            _claim(staging)
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             raise UserInputError(f"cannot create output directory {path}: {reason}") from None
@@ -159,6 +249,7 @@ def staged_output(path: Path) -> Iterator[Path]:
         if os.path.lexists(path):
             _merge_into(staging, path)
         else:
+            (staging / _OWNER_FILE).unlink()
             for root, _dirs, files in os.walk(staging):
                 for name in files:
                     candidate = Path(root) / name

@@ -6,10 +6,11 @@ nothing half-written left behind (outputs are staged and moved into place at the
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import shlex
 import sys
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,12 +25,14 @@ from .analysis import (
     Analysis,
     AnalysisSettings,
     analyze,
+    check_analysis_fits,
     directions_analysis,
     load_direction_file,
 )
 from .artifacts import check_writable_dir, staged_output
 from .baselines import DEFAULT_PCA_SAMPLES, DEFAULT_TOP_K
-from .editing import DEFAULT_STEP, edit_analysis, parse_strengths
+from .datafiles import read_npy
+from .editing import DEFAULT_STEP, check_path_work, edit_analysis, parse_strengths
 from .errors import UserInputError
 from .evaluation import DEFAULT_SAMPLES, DEFAULT_TRANSFER, EVAL_METHODS
 from .fetch import cache_location
@@ -38,6 +41,18 @@ from .models.stylegan2_model import lift_w_directions, wplus_latent_from_code
 from .zoo import list_zoo
 
 EXIT_USAGE = 2
+#: OS errors that are the machine's state, not a bug: reported in one line, exit 2.
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EFBIG,
+    errno.EIO,
+    errno.EMFILE,
+    errno.ENAMETOOLONG,
+}
 #: Largest seed torch's generator accepts.
 MAX_SEED = 2**64 - 1
 #: Most seeds one `--seeds` may expand to (a typo like 0-1000000000 must not eat the memory).
@@ -73,14 +88,7 @@ def parse_seeds(text: str) -> list[int]:
 def load_latent_file(path: Path, dim: int, model: Model | None = None) -> torch.Tensor:
     """A `.npy` latent of shape `(d,)` or `(1, d)`, finite; for a W+ model also a W+ code
     `(num_ws, w_dim)` or a W code `(w_dim,)`."""
-    if not path.is_file():
-        raise UserInputError(f"latent file not found: {path}")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise UserInputError(f"cannot read latent {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
-        raise UserInputError(f"latent {path} must hold a numeric array")
+    array = read_npy(path, "latent")
     if model is not None and model.space == "wplus" and array.size != dim:
         with np.errstate(over="ignore", invalid="ignore"):
             code = torch.from_numpy(array.astype(np.float32))
@@ -133,6 +141,18 @@ def _latent(model: Model, seed: int | None, latent: str | None) -> tuple[torch.T
     if not 0 <= seed <= MAX_SEED:
         raise UserInputError(f"--seed must be an integer in 0..{MAX_SEED}")
     return model.sample_latent(seed), f"seed {seed}"
+
+
+def _output_folder(_ctx: click.Context, _param: click.Parameter, value: str) -> Path:
+    """`--out` as a Path: not empty (that would write into the current folder) and a name
+    that is valid text, since it ends up in JSON, HTML and messages."""
+    if not value.strip():
+        raise UserInputError("--out must name a folder (got an empty string)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserInputError("--out must be a UTF-8 path (its bytes are not valid UTF-8)") from None
+    return Path(value)
 
 
 def model_options(func):  # noqa: ANN001, ANN201 - click decorator
@@ -294,7 +314,7 @@ def _settings(model: Model, **kw: object) -> AnalysisSettings:
         "size": None if size is None else _scaled_size(model, size),
         "fuse_channels": kw["fuse_channels"],
         "sketch": kw["sketch"],
-        "samples": kw.get("samples") or 1,
+        "samples": kw.get("samples", 1),
         "top_k": kw["top_k"],
         "pca_samples": kw["ganspace_samples"],
         "pca_layer": kw["ganspace_layer"],
@@ -385,7 +405,7 @@ def fetch_command(name: str, cache: Path | None, no_verify: bool, quiet: bool) -
     show_default=True,
     help="Average the Gram matrices over this many images (directions that transfer).",
 )
-@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, callback=_output_folder, help="Output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def analyze_command(
     model_name, checkpoint, class_, device, seed, latent, region, out, quiet, keep, **kw
@@ -407,15 +427,18 @@ def analyze_command(
 
 
 def _analysis_for_edit(  # noqa: ANN001
-    model, z, region, keep, settings, analysis_path, quiet, one_shot
+    model, z, region, keep, settings, analysis_path, quiet, one_shot, other_model=False
 ) -> Analysis:
     if analysis_path is not None:
         if region is not None:
             raise UserInputError("give either --region or --analysis, not both")
-        try:
-            result = Analysis.load(Path(analysis_path))
-        except (zipfile.BadZipFile, EOFError) as exc:
-            raise UserInputError(f"cannot read analysis {analysis_path}: {exc}") from None
+        result = Analysis.load(Path(analysis_path))
+        if other_model:
+            result.info["model"] = model.name  # the user vouches that the latent spaces agree
+            result.info.pop("resolution", None)
+            if result.region_mask.shape != tuple(model.resolution):
+                result.region_mask = result.keep_mask = np.zeros((0, 0), dtype=bool)
+        check_analysis_fits(result, model, analysis_path)
         if _lifts_to_wplus(model, result.latent.shape[0]):
             return _lifted_analysis(model, result, z, settings, analysis_path, one_shot)
         if result.latent.shape[0] != model.latent_dim:
@@ -473,7 +496,12 @@ def _lifted_analysis(  # noqa: ANN001
 @click.option("--one-shot", is_flag=True, help="Straight line instead of path-following.")
 @click.option("--step", type=float, default=DEFAULT_STEP, show_default=True)
 @click.option("--seeds", default=None, help="Apply the direction to these seeds, e.g. 0-15.")
-@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--other-model",
+    is_flag=True,
+    help="Accept an --analysis made on another model (e.g. one fine-tuned from it).",
+)
+@click.option("--out", required=True, callback=_output_folder, help="Output folder.")
 @click.option("--quiet", is_flag=True)
 def edit_command(
     model_name,
@@ -490,18 +518,21 @@ def edit_command(
     one_shot,
     step,
     seeds,
+    other_model,
     out,
     quiet,
     keep,
     **kw,
 ) -> None:  # noqa: ANN001
     """Edit images along a local direction; writes edits.npz, edits.png and edits.gif."""
-    from .outputs import write_edit_outputs
+    from .outputs import EditWriter
 
     values = parse_strengths(strengths)
     if not (math.isfinite(step) and step > 0):
         raise UserInputError("--step must be a positive number")
     seed_list = parse_seeds(seeds) if seeds is not None else None
+    if not one_shot:  # before the model is even loaded
+        check_path_work(values, step, images=len(seed_list) if seed_list else 1)
     check_writable_dir(out)
     model = _model(model_name, checkpoint, class_, device, kw)
     if analysis_path is not None and seed is None and latent is None:
@@ -528,7 +559,7 @@ def edit_command(
         region = None  # nothing was analysed: no analysis files to write
     else:
         result = _analysis_for_edit(
-            model, z, region, keep, settings, analysis_path, quiet, one_shot
+            model, z, region, keep, settings, analysis_path, quiet, one_shot, other_model
         )
     result.direction(direction_index)  # validates the index before any work
     if not one_shot:
@@ -539,31 +570,32 @@ def edit_command(
                 f"{analysis_path}: no kept-region rank (analysis.json missing beside it?); "
                 "path-following needs it, or use --one-shot"
             ) from None
-    starts: list[tuple[str, torch.Tensor | None]]
     if seed_list is not None:
-        starts = [(f"seed {s}", model.sample_latent(s)) for s in seed_list]
+        starts = [(f"seed {s}", s) for s in seed_list]
     else:
         label = f"seed {seed}" if seed is not None else ("latent" if latent else "analysis latent")
-        starts = [(label, z)]
-    rows = []
-    for label, start in starts:
-        latents = edit_analysis(
-            model,
-            result,
-            values,
-            direction=direction_index,
-            latent=start,
-            one_shot_edit=one_shot,
-            step=step,
-            progress=not quiet,
-        )
-        rows.append((label, latents))
+        starts = [(label, None)]
     with staged_output(out) as staging:
         if region is not None:
             result.info["seed"] = seed  # as `analyze` records it
             result.save(staging)
-        write_edit_outputs(staging, model, rows, values, seed_list, result)
-    click.echo(f"{len(rows) * len(values)} edited images -> {out}")
+        writer = EditWriter(staging, model, values, result, len(starts))
+        # One starting latent at a time: its pictures are written and only latents kept.
+        for label, start_seed in starts:
+            latents = edit_analysis(
+                model,
+                result,
+                values,
+                direction=direction_index,
+                latent=z if start_seed is None else model.sample_latent(start_seed),
+                one_shot_edit=one_shot,
+                step=step,
+                progress=not quiet,
+            )
+            writer.add(label, latents, start_seed)
+        writer.close()
+    count = len(starts) * len(values)
+    click.echo(f"{count} edited images -> {out}")
 
 
 @cli.command("evaluate")
@@ -616,7 +648,7 @@ def edit_command(
     "--step", type=float, default=DEFAULT_STEP, show_default=True, help="Path step (--path)."
 )
 @settings_options
-@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, callback=_output_folder, help="Output folder.")
 @click.option("--restart", is_flag=True, help="Discard finished cells made with other settings.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate_command(
@@ -676,7 +708,7 @@ def evaluate_command(
 
 
 @cli.command("demo")
-@click.option("--out", default="outputs/demo", show_default=True, type=click.Path(path_type=Path))
+@click.option("--out", default="outputs/demo", show_default=True, callback=_output_folder)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--seeds", default="0-2", show_default=True)
 @click.option("--regions", default="eyes,mouth,nose", show_default=True)
@@ -710,6 +742,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except UserInputError as exc:
         _fail(str(exc))
+        return EXIT_USAGE
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        # Disk full, read-only or permissions: nothing half-written is left (outputs are
+        # staged), so one line saying what and where is all the user needs.
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"cannot write output{where}: {exc.strerror or os.strerror(exc.errno)}")
+        return EXIT_USAGE
+    except MemoryError:
+        _fail("out of memory; try a smaller --analysis-size, --memory-budget or fewer images")
         return EXIT_USAGE
     except KeyboardInterrupt:
         _fail("interrupted")

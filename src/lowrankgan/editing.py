@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .analysis import (
     Analysis,
     AnalysisSettings,
+    check_analysis_fits,
     kept_null_space,
     low_rank_part,
     region_grams,
@@ -29,6 +30,7 @@ from .analysis import (
 )
 from .errors import UserInputError
 from .jacobian import analysis_view, gram_from_field, jacobian_field, mask_weights
+from .limits import check_at_most, limit
 from .models.base import Model
 from .regions import RegionSpec, complement, region_mask
 from .subspace import eig_desc
@@ -37,14 +39,43 @@ DEFAULT_STEP = 0.25
 
 
 def parse_strengths(text: str) -> list[float]:
-    """`"-5,-2.5,0,2.5,5"` -> floats (finite, at least one)."""
+    """`"-5,-2.5,0,2.5,5"` -> floats (finite, at least one, at most `limit("strengths")`)."""
+    parts = [part for part in text.split(",") if part.strip() != ""]
+    # Counted before parsing: a 30,000-value list is refused without building anything.
+    check_at_most(len(parts), "strengths", "the number of strengths")
     try:
-        values = [float(part) for part in text.split(",") if part.strip() != ""]
+        values = [float(part) for part in parts]
     except ValueError:
-        raise UserInputError(f"strengths must be comma-separated numbers, got {text!r}") from None
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise UserInputError(f"strengths must be comma-separated numbers, got {shown!r}") from None
     if not values or not all(np.isfinite(values)):
-        raise UserInputError(f"strengths must be finite numbers, got {text!r}")
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise UserInputError(f"strengths must be finite numbers, got {shown!r}")
     return values
+
+
+def path_steps(strengths: Sequence[float], step: float) -> int:
+    """Jacobian fields path-following computes for one image: one per step, each way."""
+    steps = 0
+    for sign in (1.0, -1.0):
+        reach = max((abs(s) for s in strengths if np.sign(s) == sign), default=0.0)
+        steps += math.ceil(reach / step) if reach else 0
+    return steps
+
+
+def check_path_work(strengths: Sequence[float], step: float, images: int = 1) -> None:
+    """Refuse path-following that would compute more than `limit("path_steps")` fields
+    (e.g. `--strengths 1e15` or `--step 1e-12`) before the first one is computed."""
+    if not (math.isfinite(step) and step > 0):
+        raise UserInputError(f"step must be a positive number, got {step}")
+    if not all(math.isfinite(s) for s in strengths):
+        raise UserInputError("strengths must be finite")
+    # Ratios like 1e15 / 1e-12 overflow int(); compare as floats first.
+    reach = sum(max((abs(s) for s in strengths if np.sign(s) == sign), default=0.0)
+                for sign in (1.0, -1.0))  # fmt: skip
+    estimate = images * (reach / step + 2)
+    if estimate > limit("path_steps"):
+        check_at_most(estimate, "path_steps", "path-following (steps x images)")
 
 
 def one_shot(
@@ -145,10 +176,7 @@ def follow_path(
         region: `(H, W)` bool, the edited region; default the complement of `keep`.
         progress: show a progress bar over steps.
     """
-    if not (math.isfinite(step) and step > 0):
-        raise UserInputError(f"step must be a positive number, got {step}")
-    if not all(math.isfinite(s) for s in strengths):
-        raise UserInputError("strengths must be finite")
+    check_path_work(strengths, step)
     settings = resolved_settings(model, settings or AnalysisSettings())
     start = latent.detach().to(torch.float64).cpu()
     unit = direction.detach().to(torch.float64).cpu()
@@ -169,10 +197,13 @@ def follow_path(
 
     results: dict[float, torch.Tensor] = {0.0: start}
     signs = [sign for sign in (1.0, -1.0) if any(np.sign(s) == sign for s in strengths)]
-    total_steps = sum(
-        int(np.ceil(max(abs(s) for s in strengths if np.sign(s) == sign) / step)) for sign in signs
+    bar = tqdm(
+        total=path_steps(strengths, step),
+        desc="Path",
+        unit="step",
+        disable=not progress,
+        leave=False,
     )
-    bar = tqdm(total=total_steps, desc="Path", unit="step", disable=not progress, leave=False)
     initial = state_at(start) if signs else None
     for sign in signs:
         targets = sorted(abs(s) for s in strengths if np.sign(s) == sign)
@@ -279,6 +310,7 @@ def edit_analysis(
 
     Returns `(n, d)` latents, in the order of `strengths`.
     """
+    check_analysis_fits(analysis, model, "the analysis")
     if analysis.latent.shape[0] != model.latent_dim:
         raise UserInputError(
             f"the analysis is for a {analysis.latent.shape[0]}-d latent, the model has "

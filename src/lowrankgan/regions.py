@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .datafiles import read_mask_image
 from .errors import UserInputError
 from .models.base import Model
 from .shapes import Box
@@ -44,22 +45,7 @@ def parse_box(text: str, height: int, width: int) -> Box:
 
 def load_mask_file(path: Path, height: int, width: int) -> torch.Tensor:
     """A PNG mask -> `(H, W)` bool; any non-zero channel value is in the region."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise UserInputError(f"mask file not found: {path}")
-    try:
-        with Image.open(path) as image:
-            has_alpha = "A" in image.getbands()
-            array = np.asarray(image)
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise UserInputError(f"cannot read mask image {path}") from None
-    if array.ndim == 3:
-        if has_alpha:
-            # An opaque alpha channel is not the region: transparent pixels are outside it.
-            array = np.where(array[..., -1] != 0, array[..., :-1].max(axis=2), 0)
-        else:
-            array = array.max(axis=2)
+    array = read_mask_image(path, "mask", size=(width, height))
     if array.shape != (height, width):
         raise UserInputError(
             f"mask {path} is {array.shape[1]}x{array.shape[0]}, the model outputs {width}x{height}"
