@@ -141,7 +141,7 @@ def test_direction_file_one_shot_and_path_following(tmp_path: Path):
     [
         (lambda p: np.save(p, np.zeros((2, 50))), "expected (100,)"),
         (lambda p: np.save(p, np.full(100, np.nan)), "NaN"),
-        (lambda p: p.write_bytes(b"junk"), "cannot read"),
+        (lambda p: p.write_bytes(b"junk"), "is not a .npy array"),
     ],
 )
 def test_bad_direction_files(tmp_path: Path, make, phrase):

@@ -252,7 +252,7 @@ def _set(path: str, value):
         (_set("settings.size", [100_000_000, 5]), "too large"),
         (_set("settings.keep_energy", "high"), "bad settings"),
         (_set("latent_dim", 10**12), "latent_dim"),
-        (lambda text: "[" * 100_000 + "]" * 100_000, "nested more than"),
+        (lambda text: "[" * 100_000 + "]" * 100_000, "nested deeper than"),
         (lambda text: "[1, 2]", "does not hold a JSON object"),
         (_set("model", "omniart-eyes"), "made on model 'omniart-eyes'"),
         (_set("resolution", [128, 128]), "is for 128x128 images"),
@@ -501,3 +501,12 @@ def test_analysis_round_trip_is_bit_exact(tmp_path: Path, analysis_dir: Path):
     again = Analysis.load(tmp_path)
     for name in Analysis.ARRAYS:
         np.testing.assert_array_equal(getattr(loaded, name), getattr(again, name))
+
+
+def test_security_doc_lists_every_limit():
+    from lowrankgan.limits import LIMITS
+
+    doc = (Path(__file__).parents[1] / "docs" / "security.md").read_text()
+    rows = [line.split("|")[1].strip().strip("`") for line in doc.splitlines()
+            if line.startswith("| `")]  # fmt: skip
+    assert sorted(rows) == sorted(LIMITS)

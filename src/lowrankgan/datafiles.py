@@ -39,7 +39,7 @@ def _regular_file(path: Path, what: str) -> int:
     if not path.exists():
         raise UserInputError(f"{what} not found: {path}")
     if not path.is_file():
-        raise UserInputError(f"{what} is not a file: {path}")
+        raise UserInputError(f"{what} {path} is not a regular file")
     size = path.stat().st_size
     if size == 0:
         raise UserInputError(f"{what} {path} is empty (0 bytes)")
@@ -127,24 +127,32 @@ def read_npz(path: str | Path, what: str = "array archive") -> dict[str, np.ndar
 
 def read_json(path: str | Path, what: str = "JSON file") -> Any:
     """A JSON file, at most `limit("json_bytes")` bytes of UTF-8 and `limit("nesting_depth")`
-    levels deep."""
+    levels deep (checked before parsing: json's parser would recurse until RecursionError)."""
     path = Path(path)
-    size = _regular_file(path, what)
-    check_at_most(size, "json_bytes", f"{what} {path}")
+    _regular_file(path, what)
+    bound = limit("json_bytes")
+    check_at_most(path.stat().st_size, "json_bytes", f"{what} {path}")
     try:
-        text = path.read_bytes().decode("utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(bound + 1)
+    except OSError as exc:
+        raise UserInputError(f"cannot read {what} {path}: {_first_line(exc)}") from None
+    check_at_most(len(data), "json_bytes", f"{what} {path}")  # it grew meanwhile
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UserInputError(f"{what} {path} is not UTF-8 text") from None
     _check_nesting(text, f"{what} {path}")
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise UserInputError(f"{what} {path} is not valid JSON ({_first_line(exc)})") from None
+    except RecursionError:
+        raise UserInputError(f"{what} {path} is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and integers of over 4300 digits
+        raise UserInputError(f"cannot read {what} {path}: {_first_line(exc)}") from None
 
 
 def _check_nesting(text: str, where: str) -> None:
-    """Refuse JSON nested deeper than the limit, counted on brackets outside strings (json's
-    own parser would recurse until a RecursionError)."""
+    """Refuse JSON nested deeper than the limit, counted on brackets outside strings."""
     bound = limit("nesting_depth")
     if text.count("[") + text.count("{") <= bound:
         return
@@ -162,7 +170,7 @@ def _check_nesting(text: str, where: str) -> None:
         elif char in "[{":
             depth += 1
             if depth > bound:
-                raise UserInputError(f"{where} is nested more than {bound} levels deep")
+                raise UserInputError(f"{where} is nested deeper than {bound} levels")
         elif char in "]}":
             depth -= 1
 

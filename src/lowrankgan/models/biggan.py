@@ -14,7 +14,6 @@ forward pass never runs a power iteration, so it is a pure function of its input
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -24,7 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..datafiles import read_json
 from ..errors import UserInputError
+from ..limits import check_at_most, limit
+from .checkpoints import load_state_file
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "pytorch_model.bin"
@@ -32,6 +34,16 @@ WEIGHTS_NAME = "pytorch_model.bin"
 CHANNEL_RATIO = 4
 #: truncnorm bounds of the latent distribution, in standard deviations.
 Z_BOUND = 2.0
+
+#: Largest value config.json may give each integer field (the released BigGAN-deep models use
+#: 128, 1000, 51, 16 and well under 100 layers). `output_dim` is bounded by the `resolution`
+#: limit, `z_dim` and `class_embed_dim` by `latent_dim`, and the network as a whole by
+#: `checkpoint_bytes` (its float32 weights) and `tensor_elements` (its largest activation).
+MAX_CHANNEL_WIDTH = 16_384
+MAX_NUM_CLASSES = 100_000
+MAX_N_STATS = 1_000
+MAX_CHANNEL_MULT = 1_024
+MAX_LAYERS = 256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,18 +82,49 @@ class BigGANConfig:
         return self.z_dim + self.class_embed_dim
 
 
-def _int_field(raw: Mapping[str, object], name: str, minimum: int) -> int:
+def _int_field(
+    raw: Mapping[str, object], name: str, minimum: int, maximum: int | str | None = None
+) -> int:
+    """`raw[name]`, an integer >= minimum and <= maximum (a number, or the name of a limit)."""
     value = raw[name]
     # bool is an int subclass; `true` is never a valid size.
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise UserInputError(f"config.json: {name} must be an integer >= {minimum}, got {value!r}")
+        raise UserInputError(
+            f"config.json: {name} must be an integer >= {minimum}, got {_short(value)}"
+        )
+    if isinstance(maximum, str):
+        if value > limit(maximum) and len(str(value)) > 15:  # too long for check_at_most
+            raise UserInputError(
+                f"config.json: {name} is {_number(value)}, over the limit of {limit(maximum):,}"
+            )
+        check_at_most(value, maximum, f"config.json: {name}")
+    elif maximum is not None and value > maximum:
+        raise UserInputError(
+            f"config.json: {name} is {_number(value)}, over the maximum of {maximum:,}"
+        )
     return value
+
+
+def _number(value: int) -> str:
+    """An integer for a message: with thousands separators, or its length if very long."""
+    text = str(value)
+    return f"{value:,}" if len(text) <= 18 else f"a {len(text)}-digit number"
+
+
+def _short(value: object) -> str:
+    """repr(value), cut to fit a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _layers_field(raw: Mapping[str, object]) -> tuple[tuple[bool, int, int], ...]:
     value = raw["layers"]
     if not isinstance(value, list) or not value:
         raise UserInputError("config.json: layers must be a non-empty list of [up, in, out]")
+    if len(value) > MAX_LAYERS:
+        raise UserInputError(
+            f"config.json: layers has {len(value):,} blocks, over the maximum of {MAX_LAYERS}"
+        )
     layers = []
     for i, entry in enumerate(value):
         ok = isinstance(entry, list) and len(entry) == 3
@@ -89,6 +132,11 @@ def _layers_field(raw: Mapping[str, object]) -> tuple[tuple[bool, int, int], ...
         ok = ok and all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in entry[1:])
         if not ok:
             raise UserInputError(f"config.json: layers[{i}] must be [up, in_mult, out_mult]")
+        if max(entry[1:]) > MAX_CHANNEL_MULT:
+            raise UserInputError(
+                f"config.json: layers[{i}] has a channel multiplier of {_number(max(entry[1:]))}, "
+                f"over the maximum of {MAX_CHANNEL_MULT:,}"
+            )
         layers.append((bool(entry[0]), int(entry[1]), int(entry[2])))
     return tuple(layers)
 
@@ -115,15 +163,72 @@ def _check_consistent(cfg: BigGANConfig) -> None:
         raise UserInputError("config.json: the last layer needs at least 3 channels for RGB")
 
 
+def config_state_elements(cfg: BigGANConfig) -> int:
+    """Number of values in the state dict (`pytorch_model.bin`) of the network `cfg` describes,
+    computed from the config alone; the effective spectral-norm weights (derived at load time)
+    add about as many again."""
+
+    def sn(out_ch: int, in_ch: int, kernel: int = 1, bias: bool = False) -> int:
+        # weight_orig, u, v (and bias)
+        return out_ch * in_ch * kernel**2 + out_ch + in_ch * kernel**2 + (out_ch if bias else 0)
+
+    def cbn(channels: int) -> int:
+        return 2 * cfg.n_stats * channels + 2 * sn(channels, cfg.cond_dim)
+
+    cw = cfg.channel_width
+    total = cfg.class_embed_dim * cfg.num_classes
+    total += sn(16 * cfg.layers[0][1] * cw, cfg.cond_dim, bias=True)
+    for i, (_, in_mult, out_mult) in enumerate(cfg.layers):
+        cin, cout = in_mult * cw, out_mult * cw
+        mid = cin // CHANNEL_RATIO
+        if i == cfg.attention_layer_position:
+            total += 1 + 2 * sn(cin // 8, cin) + sn(cin // 2, cin) + sn(cin, cin // 2)
+        total += cbn(cin) + 3 * cbn(mid)
+        total += sn(mid, cin, bias=True) + 2 * sn(mid, mid, 3, bias=True)
+        total += sn(cout, mid, bias=True)
+    last = cfg.layers[-1][2] * cw
+    total += 2 * last + 2 * cfg.n_stats * last + sn(last, last, 3, bias=True)
+    return total
+
+
+def config_largest_activation(cfg: BigGANConfig) -> tuple[int, str]:
+    """Elements of the largest tensor one forward pass of one latent makes, and what it is."""
+    cw = cfg.channel_width
+    side = 4
+    largest = (16 * cfg.layers[0][1] * cw, "the first block's input")
+    for i, (up, in_mult, out_mult) in enumerate(cfg.layers):
+        cin, cout = in_mult * cw, out_mult * cw
+        if i == cfg.attention_layer_position:
+            pixels = side * side
+            # theta^T phi: (pixels, pixels / 4) attention weights
+            largest = max(largest, (pixels * pixels // 4, f"the self-attention map at {side}px"))
+        out_side = 2 * side if up else side
+        block = max(cin * side**2, (cin // CHANNEL_RATIO) * out_side**2, cout * out_side**2)
+        largest = max(largest, (block, f"block {i}'s activations at {out_side}px"))
+        side = out_side
+    return largest
+
+
+def _check_size(cfg: BigGANConfig) -> None:
+    """Refuse a config whose network would be absurdly large, before anything is allocated."""
+    check_at_most(
+        4 * config_state_elements(cfg),
+        "checkpoint_bytes",
+        "config.json: the float32 weights of the network it describes",
+    )
+    elements, what = config_largest_activation(cfg)
+    check_at_most(elements, "tensor_elements", f"config.json: {what}")
+
+
 def read_config(path: str | Path) -> BigGANConfig:
-    """Read and validate a BigGAN-deep config.json (one-line `UserInputError` if malformed)."""
+    """Read and validate a BigGAN-deep config.json (one-line `UserInputError` if malformed).
+
+    The file's size is checked before it is read (`json_bytes`), its nesting (`nesting_depth`),
+    every integer field against its maximum (see `MAX_CHANNEL_WIDTH` ...) and the size of the
+    network it describes (`checkpoint_bytes`, `tensor_elements`) before anything is built.
+    """
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserInputError(f"BigGAN config not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserInputError(f"cannot read BigGAN config {path}: {type(err).__name__}") from None
+    raw = read_json(path, "BigGAN config")
     if not isinstance(raw, dict):
         raise UserInputError(f"BigGAN config {path} is not a JSON object")
     required = [field.name for field in fields(BigGANConfig)]
@@ -132,23 +237,26 @@ def read_config(path: str | Path) -> BigGANConfig:
         raise UserInputError(f"config.json: missing field(s) {', '.join(missing)}")
     eps = raw["eps"]
     if not isinstance(eps, int | float) or isinstance(eps, bool) or not 0 < eps < 1:
-        raise UserInputError(f"config.json: eps must be a number in (0, 1), got {eps!r}")
+        raise UserInputError(f"config.json: eps must be a number in (0, 1), got {_short(eps)}")
     layers = _layers_field(raw)
     position = _int_field(raw, "attention_layer_position", 0)
     if position >= len(layers):
-        raise UserInputError(f"config.json: attention_layer_position {position} is past the layers")
+        raise UserInputError(
+            f"config.json: attention_layer_position {_number(position)} is past the layers"
+        )
     cfg = BigGANConfig(
-        output_dim=_int_field(raw, "output_dim", 4),
-        z_dim=_int_field(raw, "z_dim", 1),
-        class_embed_dim=_int_field(raw, "class_embed_dim", 1),
-        channel_width=_int_field(raw, "channel_width", 1),
-        num_classes=_int_field(raw, "num_classes", 1),
+        output_dim=_int_field(raw, "output_dim", 4, "resolution"),
+        z_dim=_int_field(raw, "z_dim", 1, "latent_dim"),
+        class_embed_dim=_int_field(raw, "class_embed_dim", 1, "latent_dim"),
+        channel_width=_int_field(raw, "channel_width", 1, MAX_CHANNEL_WIDTH),
+        num_classes=_int_field(raw, "num_classes", 1, MAX_NUM_CLASSES),
         layers=layers,
         attention_layer_position=position,
         eps=float(eps),
-        n_stats=_int_field(raw, "n_stats", 2),
+        n_stats=_int_field(raw, "n_stats", 2, MAX_N_STATS),
     )
     _check_consistent(cfg)
+    _check_size(cfg)
     return cfg
 
 
@@ -402,10 +510,10 @@ class BigGANDeep(nn.Module):
     def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
         """Copy a stored state dict in (keys, shapes must match exactly); resolve spectral norm."""
         expected = self.state_dict()
-        missing = sorted(set(expected) - set(state))
-        extra = sorted(set(state) - set(expected))
+        missing = sorted(set(expected) - set(state), key=str)
+        extra = sorted(set(state) - set(expected), key=str)
         if missing or extra:
-            what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+            what = f"missing {missing[0]}" if missing else f"unexpected {str(extra[0])[:80]}"
             raise UserInputError(
                 f"config.json does not match pytorch_model.bin: {len(missing)} missing, "
                 f"{len(extra)} unexpected keys ({what})"
@@ -420,7 +528,10 @@ class BigGANDeep(nn.Module):
                 )
             if not torch.isfinite(tensor).all():
                 raise UserInputError(f"pytorch_model.bin: {name} contains NaN or inf values")
-        self.load_state_dict(dict(state), strict=True)
+        # assign: the stored tensors become the buffers (a network built on the meta device
+        # never allocates its own).
+        converted = {name: tensor.to(torch.float32).contiguous() for name, tensor in state.items()}
+        self.load_state_dict(converted, strict=True, assign=True)
         self.normalize_spectral()
 
     def normalize_spectral(self) -> None:
@@ -485,18 +596,27 @@ def _resolve_files(folder_or_files: str | Path | Sequence[str | Path]) -> tuple[
 def load_biggan(
     folder_or_files: str | Path | Sequence[str | Path],
 ) -> tuple[BigGANDeep, BigGANConfig]:
-    """Read config.json + pytorch_model.bin, check they agree, return (eval network, config)."""
+    """Read config.json + pytorch_model.bin, check they agree, return (eval network, config).
+
+    The config is bounded first (`read_config`), the weights file is read through the shared
+    `load_state_file` checks, and the network is built on the meta device, so nothing is
+    allocated until every stored tensor's name and shape has matched the config.
+    """
     config_path, weights_path = _resolve_files(folder_or_files)
     config = read_config(config_path)
     try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt or foreign files
+        with open(weights_path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as err:
         raise UserInputError(
             f"cannot read BigGAN weights {weights_path}: {type(err).__name__}"
         ) from None
-    if not isinstance(state, Mapping):
-        raise UserInputError(f"{weights_path} is not a state dict")
-    network = BigGANDeep(config)
+    # torch.save's zip format, or its legacy format (a pickle)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise UserInputError(f"cannot read BigGAN weights {weights_path}: not a torch.save file")
+    state = load_state_file(weights_path)
+    with torch.device("meta"):
+        network = BigGANDeep(config)
     network.load_state(state)
     return network, config
 

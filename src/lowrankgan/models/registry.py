@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import re
 import sys
 import uuid
 import zipfile
@@ -184,6 +185,7 @@ def _load_builtin(spec: BuiltinModel, checkpoint: Path | None) -> Model:
             f"weights of {spec.name} are not installed: run `make install` or "
             f"`pip install --no-deps {spec.distribution}`"
         )
+    check_checkpoint_file(path)
     state = find_state_dict(load_state_file(path), spec.state_keys)
     return _dcgan_model(
         state,
@@ -211,6 +213,7 @@ FAMILIES: list[tuple[str, Callable[[Mapping], bool], Callable[[Mapping, Path], M
 def _load_checkpoint(
     path: Path, space: str | None, truncation: float | None, layers: str | None
 ) -> Model:
+    check_checkpoint_file(path)
     if is_stylegan2_file(path):
         checkpoint = read_stylegan2_checkpoint(path)
         return stylegan2_model(
@@ -228,11 +231,74 @@ def _load_folder(
     path: Path, space: str | None, truncation: float | None, layers: str | None
 ) -> Model:
     """A model stored as a folder: BigGAN-deep's `config.json` + `pytorch_model.bin`."""
-    if not (path / "config.json").is_file():
-        raise UserInputError(f"{path} is a folder without a config.json (BigGAN-deep layout)")
+    if not (path / "config.json").is_file() and next(path.glob("*-config.json"), None) is None:
+        raise UserInputError(
+            f"{path}: not a recognised checkpoint (a folder, but without the config.json and "
+            "pytorch_model.bin of a BigGAN-deep model)"
+        )
     if layers is not None or space not in (None, "z"):
         raise UserInputError(f"{path}: BigGAN models are analysed in z (drop --space/--layers)")
     return biggan_model(path, name=str(path), truncation=truncation)
+
+
+#: What `--model`/`--checkpoint` files may be, for the message refusing anything else.
+_CHECKPOINT_KINDS = "a PyTorch .pt/.pth/.tar/.bin file or a StyleGAN2 .pkl"
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Refuse, naming the file, what cannot be a checkpoint: a folder, an empty file, text or
+    HTML (a saved error page), a zip that `torch.save` did not write, any other non-pickle.
+    Reads the first bytes only (and a zip's directory); the loaders check the rest."""
+    if not path.exists():
+        raise UserInputError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise UserInputError(f"{path}: not a recognised checkpoint (it is a folder)")
+    if not path.is_file():
+        raise UserInputError(f"{path}: not a recognised checkpoint (not a regular file)")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError as exc:
+        raise UserInputError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if not head:
+        raise UserInputError(f"{path}: not a recognised checkpoint (the file is empty)")
+    if head.startswith(b"PK\x03\x04"):
+        if not _zip_has_data_pkl(path):
+            raise UserInputError(
+                f"{path}: not a recognised checkpoint (a zip archive that torch.save did not "
+                f"write; expected {_CHECKPOINT_KINDS})"
+            )
+        return
+    if head[:1] == b"\x80":  # a pickle: torch's legacy format, NVIDIA or TF StyleGAN2
+        return
+    raise UserInputError(
+        f"{path}: not a recognised checkpoint ({_describe_head(head)}; "
+        f"expected {_CHECKPOINT_KINDS})"
+    )
+
+
+def _zip_has_data_pkl(path: Path) -> bool:
+    """Whether a zip holds the `data.pkl` of torch's format (unreadable zips: left to the
+    loader, which reports them)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("data.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return True
+
+
+def _describe_head(head: bytes) -> str:
+    """What a file starting with `head` looks like, in a few words."""
+    text = head.decode("utf-8", "ignore").lstrip("\ufeff \t\r\n")
+    if text[:1] == "<":
+        lowered = text.lower()
+        if lowered.startswith(("<!doctype html", "<html", "<head", "<body")):
+            return "it is an HTML page"
+        return "it looks like HTML or XML"
+    printable = all(c.isprintable() or c in "\t\r\n" for c in text)
+    if text and printable and len(text.encode()) >= len(head) - 3:
+        return "it is a text file"
+    return "unknown binary format"
 
 
 def is_stylegan2_file(path: Path) -> bool:
@@ -329,18 +395,33 @@ def _module_device(network: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+#: The `--device` values accepted, for messages.
+DEVICES = "cpu, cuda, cuda:N, mps or auto"
+
+
 def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or device == "auto":
+    """`device` as a torch device, if it is one we run on: cpu, cuda, cuda:N (an existing
+    GPU), mps (where available) or auto (cuda if available, else cpu). Anything torch also
+    knows (meta, xpu, lazy, ...) is refused: the networks neither compute nor load there."""
+    text = "auto" if device is None else str(device).strip().lower()
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UserInputError(f"unknown device {device!r}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(f"device {device} requested but CUDA is not available")
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise UserInputError(f"device {device} requested but MPS is not available")
-    return resolved
+    match = re.fullmatch(r"(cpu|cuda|mps)(?::(\d{1,4}))?", text)
+    if match is None or (match.group(2) is not None and match.group(1) != "cuda"):
+        raise UserInputError(f"unknown device {str(device)[:100]!r}; use {DEVICES}")
+    kind, index = match.group(1), match.group(2)
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise UserInputError(f"device {text} requested but CUDA is not available")
+        count = torch.cuda.device_count()
+        if index is not None and int(index) >= count:
+            raise UserInputError(
+                f"device {text} requested but this machine has {count} CUDA device(s) "
+                f"(cuda:0..cuda:{count - 1})"
+            )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise UserInputError(f"device {text} requested but MPS is not available")
+    return torch.device(text)
 
 
 def load_model(
