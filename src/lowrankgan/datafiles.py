@@ -14,19 +14,31 @@ import json
 import warnings
 import zipfile
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 
 from .errors import UserInputError
 from .limits import check_at_most, limit
 
-__all__ = ["read_json", "read_mask_image", "read_npy", "read_npz"]
+__all__ = [
+    "human_bytes",
+    "open_checked_zip",
+    "read_json",
+    "read_mask_image",
+    "read_npy",
+    "read_npz",
+]
 
 #: Array kinds we read: bool, signed and unsigned integers, floats.
 NUMERIC_KINDS = "biuf"
-#: An honest zip of float arrays compresses a few fold at most; deflate can reach ~1000x.
-_MAX_COMPRESSION_RATIO = 32
+#: A compressed zip entry may expand at most this many times (plus `DEFLATE_SLACK` bytes over
+#: the whole file): honest float arrays compress a few fold, deflate bombs ~1000x, and
+#: torch.save and np.savez store entries uncompressed.
+MAX_DEFLATE_RATIO = 32
+DEFLATE_SLACK = 2**20
+#: Entries in one zip (one per storage or array; the directory costs ~0.5 KiB each to parse).
+MAX_ZIP_ENTRIES = 100_000
 
 
 def _first_line(exc: BaseException) -> str:
@@ -44,6 +56,67 @@ def _regular_file(path: Path, what: str) -> int:
     if size == 0:
         raise UserInputError(f"{what} {path} is empty (0 bytes)")
     return size
+
+
+def open_checked_zip(f: BinaryIO, size: int, name: str, total_limit: str) -> zipfile.ZipFile:
+    """The zip in `f` (`size` bytes), its central directory checked before any entry is read:
+    entry count, duplicate names, entries cut off or overlapping, compression ratios (one
+    entry and all together), and the uncompressed total against the limit `total_limit`."""
+    end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # the end record alone
+    if end is None:
+        raise zipfile.BadZipFile("no zip end of central directory record")
+    entries = end[zipfile._ECD_ENTRIES_TOTAL]  # type: ignore[attr-defined]
+    if entries > MAX_ZIP_ENTRIES:
+        raise UserInputError(
+            f"{name}: refused: the zip declares {entries:,} entries (at most {MAX_ZIP_ENTRIES:,})"
+        )
+    archive = zipfile.ZipFile(f)
+    names: set[str] = set()
+    total = compressed = deflated_in = deflated_out = 0
+    for info in archive.infolist():
+        if info.filename in names:
+            raise UserInputError(f"{name}: refused: the zip holds {info.filename} twice")
+        names.add(info.filename)
+        if info.header_offset + info.compress_size > size:
+            raise UserInputError(f"{name}: {_cut_off(EOFError(f'{info.filename} is cut off'))}")
+        total += info.file_size
+        compressed += info.compress_size
+        if info.compress_type == zipfile.ZIP_STORED:
+            if info.file_size != info.compress_size:
+                raise UserInputError(
+                    f"{name}: {_cut_off(ValueError(f'{info.filename} has two sizes'))}"
+                )
+            continue
+        deflated_in += info.compress_size
+        deflated_out += info.file_size
+        if info.file_size > MAX_DEFLATE_RATIO * info.compress_size + DEFLATE_SLACK:
+            raise UserInputError(
+                f"{name}: refused: zip entry {info.filename} would inflate to "
+                f"{human_bytes(info.file_size)} from {human_bytes(info.compress_size)} "
+                f"(over {MAX_DEFLATE_RATIO}x: a zip bomb)"
+            )
+    if deflated_out > MAX_DEFLATE_RATIO * deflated_in + DEFLATE_SLACK:
+        raise UserInputError(
+            f"{name}: refused: its compressed zip entries would inflate to "
+            f"{human_bytes(deflated_out)} from {human_bytes(deflated_in)} "
+            f"(over {MAX_DEFLATE_RATIO}x: a zip bomb)"
+        )
+    if compressed > size:
+        raise UserInputError(f"{name}: refused: the zip's entries overlap (a zip bomb)")
+    check_at_most(total, total_limit, f"{name} (uncompressed)")
+    return archive
+
+
+def _cut_off(exc: BaseException) -> str:
+    return f"truncated or corrupt ({' '.join(str(exc).split())[:160] or type(exc).__name__})"
+
+
+def human_bytes(value: float) -> str:
+    """`3221225472` -> `'3 GiB'`."""
+    for scale, suffix in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if value >= scale:
+            return f"{value / scale:.3g} {suffix}"
+    return f"{int(value)} bytes"
 
 
 def _array_header(handle: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -96,32 +169,27 @@ def read_npz(path: str | Path, what: str = "array archive") -> dict[str, np.ndar
     """Every member of a numeric `.npz` archive by name (without `.npy`), each member's zip
     entry and npy header checked before it is inflated."""
     path = Path(path)
-    _regular_file(path, what)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UserInputError(f"cannot read {what} {path}: {_first_line(exc)}") from None
-    with archive:
-        infos = archive.infolist()
-        total = sum(info.file_size for info in infos)
-        check_at_most(total, "array_file_bytes", f"{what} {path} (uncompressed)")
-        arrays: dict[str, np.ndarray] = {}
-        for info in infos:
-            where = f"{what} {path}, member {info.filename!r}"
-            if not info.filename.endswith(".npy"):
-                raise UserInputError(f"{where} is not a .npy array")
-            if info.compress_type != zipfile.ZIP_STORED and info.file_size > (
-                _MAX_COMPRESSION_RATIO * info.compress_size + 2**20
-            ):
-                raise UserInputError(f"{where} inflates {info.file_size} bytes from "
-                                     f"{info.compress_size}: refused as a zip bomb")  # fmt: skip
-            try:
-                with archive.open(info) as handle:
-                    arrays[info.filename[: -len(".npy")]] = _read_array(
-                        handle, where, info.file_size
-                    )
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise UserInputError(f"cannot read {where}: {_first_line(exc)}") from None
+    size = _regular_file(path, what)
+    with open(path, "rb") as raw:
+        try:
+            archive = open_checked_zip(raw, size, f"{what} {path}", "array_file_bytes")
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise UserInputError(f"cannot read {what} {path}: {_first_line(exc)}") from None
+        with archive:
+            return _npz_members(archive, f"{what} {path}")
+
+
+def _npz_members(archive: zipfile.ZipFile, name: str) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for info in archive.infolist():
+        where = f"{name}, member {info.filename!r}"
+        if not info.filename.endswith(".npy"):
+            raise UserInputError(f"{where} is not a .npy array")
+        try:
+            with archive.open(info) as handle:
+                arrays[info.filename[: -len(".npy")]] = _read_array(handle, where, info.file_size)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise UserInputError(f"cannot read {where}: {_first_line(exc)}") from None
     return arrays
 
 

@@ -8,24 +8,28 @@ NVIDIA's `G_ema.state_dict()` naming, plus the conv clamp and the hyper-paramete
   restricted unpickler that keeps each object's state and never runs that code.
 - Original TensorFlow `.pkl` (`dnnlib.tflib.network.Network` tuples): the same restricted
   unpickler, then variable names and layouts converted to NVIDIA's.
-- rosinality `.pt`: `torch.load(weights_only=True)`, then key names converted.
+- rosinality `.pt`: `checkpoints.safe_torch_load` (weights only), then key names converted.
 
 Anything a checkpoint would need to import beyond tensors, numpy arrays and plain containers is
-refused before it can be called. The network that consumes the state lives in `stylegan2.py`;
-docs/formats.md describes the formats for users.
+refused before it can be called. The restricted unpickler is a `checkpoints.BoundedUnpickler`:
+its work, reads and nesting are bounded, and it cannot set state on shared functions or
+classes. Each storage nested in a NVIDIA pickle goes through `safe_torch_load`, each tensor
+through `check_tensor`; the walks over what was unpickled (`_modules_of`, `_plain`) visit each
+object once and refuse cycles, shared modules and deep nesting.
+
+The network that consumes the state lives in `stylegan2.py`; docs/formats.md describes the
+formats for users.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import io
 import math
 import pickle
 import re
 import warnings
-import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,18 @@ import numpy as np
 import torch
 
 from ..errors import UserInputError
+from ..limits import check_at_most, limit
+from .checkpoints import (
+    BoundedUnpickler,
+    check_attribute_state,
+    check_tensor,
+    check_tensors,
+    check_torch_zip,
+    describe,
+    key_text,
+    nesting_error,
+    safe_torch_load,
+)
 
 __all__ = [
     "SG2Checkpoint",
@@ -102,13 +118,26 @@ class TFNetworkStub:
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, Mapping):
             raise pickle.UnpicklingError("TF Network state is not a dict")
-        self.version = int(state.get("version", 0))
-        self.name = str(state.get("name", ""))
-        self.static_kwargs = dict(state.get("static_kwargs") or {})
-        self.components = dict(state.get("components") or {})
-        self.build_module_src = str(state.get("build_module_src", ""))
-        self.build_func_name = str(state.get("build_func_name", ""))
-        self.variables = list(state.get("variables") or [])
+        version, variables = state.get("version", 0), state.get("variables") or []
+        static_kwargs, components = state.get("static_kwargs") or {}, state.get("components") or {}
+        if not (
+            type(version) is int
+            and isinstance(variables, list | tuple)
+            and isinstance(static_kwargs, Mapping)
+            and isinstance(components, Mapping)
+        ):
+            raise pickle.UnpicklingError("malformed TF Network state")
+        self.version = version
+        self.name = _text(state.get("name", ""))
+        self.static_kwargs = dict(static_kwargs)
+        self.components = dict(components)
+        self.build_module_src = _text(state.get("build_module_src", ""))
+        self.build_func_name = _text(state.get("build_func_name", ""))
+        self.variables = list(variables)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else f"<{type(value).__name__}>"
 
 
 def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
@@ -118,12 +147,7 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
     state = meta.get("state")
     if not isinstance(state, Mapping):
         raise pickle.UnpicklingError("persistent object without state")
-    return PersistentObject(str(meta.get("class_name", "")), state)
-
-
-def _load_storage_bytes(data: bytes) -> Any:
-    """`torch.storage._load_from_bytes`, but through torch's weights-only loader."""
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return PersistentObject(_text(meta.get("class_name", "")), state)
 
 
 def _numpy_multiarray() -> Any:
@@ -131,39 +155,103 @@ def _numpy_multiarray() -> Any:
     return np._core.multiarray if hasattr(np, "_core") else np.core.multiarray  # type: ignore[attr-defined]
 
 
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    """Every global a NVIDIA or TF StyleGAN2 pickle may reference (FORMATS.md section 1)."""
-    multiarray = _numpy_multiarray()
-    allowed: dict[tuple[str, str], Any] = {
-        ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-        ("dnnlib.util", "EasyDict"): EasyDictStub,
-        ("dnnlib.tflib.network", "Network"): TFNetworkStub,
-        ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-        ("torch._utils", "_rebuild_parameter_with_state"): (
-            torch._utils._rebuild_parameter_with_state
-        ),
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("builtins", "set"): set,
-    }
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
-    return allowed
+# What the allow-listed globals stand for. Each callable builds a new object from plain
+# arguments (checked), so no call can return, or expose to BUILD, an object of the process.
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the allow-listed globals; refuses anything else before it can be called."""
+def _ordered_dict(*args: Any) -> collections.OrderedDict[Any, Any]:
+    if args and not (len(args) == 1 and isinstance(args[0], list | tuple)):
+        raise pickle.UnpicklingError("OrderedDict from something other than a list")
+    return collections.OrderedDict(*args)
 
-    def __init__(self, file: Any, path: Path) -> None:
-        super().__init__(file)
+
+def _new_set(*args: Any) -> set[Any]:
+    if args and not (len(args) == 1 and isinstance(args[0], list | tuple | set | frozenset)):
+        raise pickle.UnpicklingError("set from something other than a list")
+    return set(*args)
+
+
+def _new_dtype(obj: Any, align: Any = False, copy: Any = True) -> np.dtype[Any]:
+    if not isinstance(obj, str):
+        raise pickle.UnpicklingError("numpy dtype from something other than a type code")
+    dtype = np.dtype(obj, align=bool(align), copy=True)  # a copy: never numpy's shared one
+    if dtype.hasobject or dtype.kind in "OV" or dtype.fields is not None:
+        raise pickle.UnpicklingError(f"numpy dtype {obj!r} is not a plain number type")
+    return dtype
+
+
+def _np_reconstruct(subtype: Any, shape: Any, typecode: Any) -> np.ndarray:
+    # numpy pickles every array as _reconstruct(ndarray, (0,), b'b') + BUILD of its data.
+    if subtype is not np.ndarray or shape != (0,) or typecode not in (b"b", "b"):
+        raise pickle.UnpicklingError("numpy array reconstructed from unexpected arguments")
+    return _numpy_multiarray()._reconstruct(np.ndarray, (0,), b"b")
+
+
+def _np_scalar(dtype: Any, data: Any = None) -> Any:
+    if not (
+        isinstance(dtype, np.dtype)
+        and not dtype.hasobject
+        and dtype.fields is None
+        and isinstance(data, bytes)
+        and len(data) == dtype.itemsize
+    ):
+        raise pickle.UnpicklingError("numpy scalar from unexpected arguments")
+    return _numpy_multiarray().scalar(dtype, data)
+
+
+def _rebuild_tensor_args(storage: Any, offset: Any, size: Any, stride: Any) -> None:
+    if not isinstance(storage, torch.storage.TypedStorage | torch.UntypedStorage):
+        raise pickle.UnpicklingError("tensor rebuilt from something other than a storage")
+    if not (
+        type(offset) is int
+        and isinstance(size, tuple)
+        and isinstance(stride, tuple)
+        and len(size) == len(stride)
+        and all(type(n) is int for n in size + stride)
+    ):
+        raise pickle.UnpicklingError("tensor rebuilt with malformed offset, size or stride")
+
+
+def _hooks(value: Any) -> None:
+    if not isinstance(value, Mapping) or value:
+        raise pickle.UnpicklingError("tensor with backward hooks")
+
+
+class _RestrictedUnpickler(BoundedUnpickler):
+    """Resolves only the allow-listed globals; refuses anything else before it can be called.
+
+    Calls build only through the checked stand-ins above (and `__new__` of the two stub
+    classes); BUILD is accepted only on TF networks, numpy arrays and dtypes (checked) and plain
+    dicts this load created. Bounds come from `BoundedUnpickler`.
+    """
+
+    def __init__(self, file: Any, path: Path, size: int) -> None:
+        super().__init__(file, what=str(path), size=size)
         self._path = path
-        self._allowed = _allowed_globals()
+        callables: dict[tuple[str, str], Any] = {
+            ("torch_utils.persistence", "_reconstruct_persistent_obj"): (
+                _reconstruct_persistent_obj
+            ),
+            ("torch.storage", "_load_from_bytes"): self._load_storage_bytes,
+            ("collections", "OrderedDict"): _ordered_dict,
+            ("torch._utils", "_rebuild_tensor_v2"): self._rebuild_tensor_v2,
+            ("torch._utils", "_rebuild_parameter"): self._rebuild_parameter,
+            ("torch._utils", "_rebuild_parameter_with_state"): self._rebuild_parameter_with_state,
+            ("numpy", "dtype"): _new_dtype,
+            ("builtins", "set"): _new_set,
+        }
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            callables[(module, "_reconstruct")] = _np_reconstruct
+            callables[(module, "scalar")] = _np_scalar
+        self._callables = {id(f) for f in callables.values()}
+        self._allowed: dict[tuple[str, str], Any] = {
+            **callables,
+            ("dnnlib.util", "EasyDict"): EasyDictStub,
+            ("dnnlib.tflib.network", "Network"): TFNetworkStub,
+            ("numpy", "ndarray"): np.ndarray,  # an argument of _reconstruct, never called
+        }
 
-    def find_class(self, module: str, name: str) -> Any:
+    def resolve(self, module: str, name: str) -> Any:
         found = self._allowed.get((module, name))
         if found is None:
             raise UserInputError(
@@ -172,6 +260,121 @@ class _RestrictedUnpickler(pickle.Unpickler):
             )
         return found
 
+    def call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], new: bool) -> Any:
+        if new:
+            if func is not EasyDictStub and func is not TFNetworkStub:
+                raise UserInputError(
+                    f"{self._path}: refused: the pickle creates {describe(func)} "
+                    "(only NVIDIA/TF network stand-ins may be created that way)"
+                )
+            return func.__new__(func)
+        if id(func) not in self._callables or kwargs:
+            raise UserInputError(
+                f"{self._path}: refused: the pickle calls {describe(func)} "
+                "(checkpoints may only hold tensors and plain data; no code is run)"
+            )
+        return func(*args)
+
+    def check_state(self, inst: Any, state: Any) -> None:
+        if isinstance(inst, TFNetworkStub):
+            return  # its __setstate__ keeps checked plain fields only
+        if type(inst) is np.ndarray:
+            _check_array_state(state, self._path)
+        elif isinstance(inst, np.dtype):
+            _check_dtype_state(inst, state, self._path)
+        elif type(inst) in (collections.OrderedDict, EasyDictStub):
+            check_attribute_state(state, str(self._path))
+        else:
+            raise UserInputError(
+                f"{self._path}: refused: the pickle sets state on {describe(inst)}"
+            )
+
+    # Tensors: rebuilt through torch's functions from checked arguments, checked at once.
+
+    def _load_storage_bytes(self, data: Any) -> Any:
+        """`torch.storage._load_from_bytes`, through `safe_torch_load` (weights only)."""
+        if not isinstance(data, bytes):
+            raise pickle.UnpicklingError("tensor storage that is not bytes")
+        storage = safe_torch_load(data, what=f"{self._path}: a tensor storage in the pickle")
+        if not isinstance(storage, torch.storage.TypedStorage | torch.UntypedStorage):
+            raise UserInputError(f"{self._path}: a tensor storage in the pickle is not a storage")
+        return storage
+
+    def _tensor(self, tensor: Any) -> torch.Tensor:
+        if not isinstance(tensor, torch.Tensor):
+            raise pickle.UnpicklingError("parameter from something other than a tensor")
+        check_tensor(tensor, f"{self._path}: a tensor in the pickle")
+        return tensor
+
+    def _rebuild_tensor_v2(
+        self,
+        storage: Any,
+        offset: Any,
+        size: Any,
+        stride: Any,
+        requires_grad: Any,
+        backward_hooks: Any,
+        metadata: Any = None,
+    ) -> torch.Tensor:
+        _rebuild_tensor_args(storage, offset, size, stride)
+        _hooks(backward_hooks)
+        if metadata is not None and not isinstance(metadata, dict):
+            raise pickle.UnpicklingError("malformed tensor metadata")
+        tensor = torch._utils._rebuild_tensor_v2(
+            storage, offset, size, stride, bool(requires_grad), collections.OrderedDict(), metadata
+        )
+        return self._tensor(tensor)
+
+    def _rebuild_parameter(self, data: Any, requires_grad: Any, backward_hooks: Any) -> Any:
+        _hooks(backward_hooks)
+        return torch._utils._rebuild_parameter(
+            self._tensor(data), bool(requires_grad), collections.OrderedDict()
+        )
+
+    def _rebuild_parameter_with_state(
+        self, data: Any, requires_grad: Any, backward_hooks: Any, state: Any
+    ) -> Any:
+        _hooks(backward_hooks)
+        check_attribute_state(state, str(self._path))
+        return torch._utils._rebuild_parameter_with_state(
+            self._tensor(data), bool(requires_grad), collections.OrderedDict(), state
+        )
+
+
+def _check_array_state(state: Any, path: Path) -> None:
+    """numpy's array state: (1, shape, dtype, is_fortran, raw bytes), plain numbers only."""
+    ok = (
+        isinstance(state, tuple)
+        and len(state) == 5
+        and isinstance(state[1], tuple)
+        and all(type(n) is int and n >= 0 for n in state[1])
+        and isinstance(state[2], np.dtype)
+        and not state[2].hasobject
+        and state[2].fields is None
+        and isinstance(state[4], bytes)
+    )
+    if not ok:
+        raise UserInputError(f"{path}: refused: a numpy array in the pickle is not plain numbers")
+    check_at_most(math.prod(state[1]), "tensor_elements", f"{path}: a numpy array in the pickle")
+
+
+def _check_dtype_state(dtype: np.dtype[Any], state: Any, path: Path) -> None:
+    """numpy's dtype state may set the byte order only: flags (e.g. 'holds Python objects'),
+    fields and sizes must be those of the plain dtype it was made as."""
+    ok = (
+        isinstance(state, tuple)
+        and len(state) in (8, 9)
+        and state[0] in (3, 4)
+        and state[1] in ("<", ">", "|", "=")
+        and state[2:5] == (None, None, None)
+        and state[5] in (-1, dtype.itemsize)
+        and state[6] in (-1, dtype.alignment)
+        and state[7] == dtype.flags
+        and (len(state) == 8 or state[8] is None)
+    )
+    if not ok:
+        raise UserInputError(f"{path}: refused: a numpy dtype in the pickle is not a plain one")
+
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -179,11 +382,13 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _load_restricted_pickle(path: Path) -> Any:
+    size = path.stat().st_size
+    check_at_most(size, "checkpoint_bytes", str(path))
     try:
         with open(path, "rb") as f, warnings.catch_warnings():
             # torch.load of each storage blob can warn about legacy details; not the user's issue.
             warnings.simplefilter("ignore")
-            return _RestrictedUnpickler(f, path).load()
+            return _RestrictedUnpickler(f, path, size).load()
     except UserInputError:
         raise
     except (EOFError, pickle.UnpicklingError) as exc:
@@ -214,8 +419,16 @@ def _is_torch_save(head: bytes) -> bool:
 
 
 def is_torch_file(path: str | Path) -> bool:
-    """Whether a file was written by `torch.save` (zip or legacy format)."""
-    return _is_torch_save(_read_head(Path(path)))
+    """Whether a file was written by `torch.save` (zip or legacy format).
+
+    A torch zip whose directory declares hostile sizes (an entry inflating far beyond its
+    compressed size, data.pkl over `pickle_bytes`, ...) is refused here with a
+    `UserInputError`, before a caller reads any entry of it.
+    """
+    head = _read_head(Path(path))
+    if head.startswith(_ZIP_MAGIC):
+        check_torch_zip(path)
+    return _is_torch_save(head)
 
 
 def _read_head(path: Path) -> bytes:
@@ -276,17 +489,72 @@ def resample_filter() -> torch.Tensor:
     return f / f.sum()
 
 
-def _plain(value: Any) -> Any:
-    """A hyper-parameter as plain Python (numpy scalars, EasyDicts, tuples made ordinary)."""
-    if isinstance(value, np.generic):
+def _plain(value: Any, path: Path | str = "checkpoint") -> Any:
+    """A hyper-parameter as plain Python (numpy scalars, EasyDicts, tuples made ordinary).
+
+    Each container is converted once (a part shared in the file stays shared, so a DAG of
+    2^64 paths costs its size, not 2^64); a cycle, nesting beyond `nesting_depth` or a value
+    that would expand to more than `pickle_objects` parts is refused. Iterative.
+    """
+    if not isinstance(value, Mapping | list | tuple):
+        return _plain_leaf(value)
+    max_depth, budget = limit("nesting_depth"), limit("pickle_objects")
+    done: dict[int, tuple[Any, int, int]] = {}  # id -> (converted, expanded size, height)
+    active: set[int] = set()
+    keep: list[Any] = []  # the originals stay alive while their ids are keys
+    stack: list[tuple[Any, int, bool]] = [(value, 0, False)]
+    while stack:
+        obj, depth, expanded = stack.pop()
+        oid = id(obj)
+        if not expanded:
+            if oid in done:
+                continue
+            if oid in active:
+                raise UserInputError(f"{path}: refused: a hyper-parameter contains itself")
+            if depth >= max_depth:
+                raise nesting_error(f"{path}: hyper-parameters")
+            active.add(oid)
+            stack.append((obj, depth, True))
+            items = obj.values() if isinstance(obj, Mapping) else obj
+            stack.extend(
+                (v, depth + 1, False) for v in items if isinstance(v, Mapping | list | tuple)
+            )
+            continue
+        size, height = 1, 1
+
+        def convert(v: Any) -> Any:
+            nonlocal size, height
+            if not isinstance(v, Mapping | list | tuple):
+                size += 1
+                return _plain_leaf(v)
+            converted, sub_size, sub_height = done[id(v)]
+            size += sub_size
+            height = max(height, sub_height + 1)
+            return converted
+
+        if isinstance(obj, Mapping):
+            result: Any = {key_text(k): convert(v) for k, v in obj.items()}
+        else:
+            result = [convert(v) for v in obj]
+        if size > budget:
+            raise UserInputError(
+                f"{path}: refused: its hyper-parameters expand to more than {budget:,} values "
+                "(shared parts counted each time they are used)"
+            )
+        if height > max_depth:
+            raise nesting_error(f"{path}: hyper-parameters")
+        done[oid] = (result, size, height)
+        active.discard(oid)
+        keep.append(obj)
+    return done[id(value)][0]
+
+
+def _plain_leaf(value: Any) -> Any:
+    if isinstance(value, np.generic) and not isinstance(value, np.void):
         return value.item()
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    return repr(value)
+    return f"<{type(value).__name__}>"
 
 
 def _resolutions(state: Mapping[str, torch.Tensor]) -> list[int]:
@@ -350,6 +618,12 @@ def _finish(
         )
     for key, value in shape_hyper.items():
         hyper.setdefault(key, value)
+    psi, cutoff = hyper.get("truncation_psi", 1.0), hyper.get("truncation_cutoff")
+    if not (isinstance(psi, int | float) and not isinstance(psi, bool)):
+        raise UserInputError(f"{path}: truncation_psi is not a number")
+    if cutoff is not None and not (isinstance(cutoff, int) and not isinstance(cutoff, bool)):
+        raise UserInputError(f"{path}: truncation_cutoff is not an integer")
+    check_tensors(state, str(path))
     return SG2Checkpoint(
         state=state, conv_clamp=conv_clamp, format=fmt, hyper=hyper, source=str(path)
     )
@@ -392,62 +666,118 @@ def read_nvidia_pkl(path: str | Path) -> SG2Checkpoint:
     return _nvidia_from_pickle(obj, path)
 
 
-def _modules_of(obj: PersistentObject) -> Iterator[tuple[str, PersistentObject]]:
-    """(dotted name, module) for `obj` and every submodule, parents first."""
-    yield "", obj
-    children = obj.state.get("_modules") or {}
-    for name, child in children.items():
-        if isinstance(child, PersistentObject):
-            for sub, module in _modules_of(child):
-                yield (f"{name}.{sub}" if sub else name), module
+#: Longest module, parameter or buffer name accepted (real ones are short identifiers).
+MAX_NAME_CHARS = 1000
 
 
-def _flatten(obj: PersistentObject, path: Path) -> dict[str, torch.Tensor]:
+def _modules_of(obj: PersistentObject, path: Path) -> list[tuple[str, PersistentObject]]:
+    """(dotted name, module) for `obj` and every submodule, parents first (iterative).
+
+    Each module is visited once: a module reached twice (a shared submodule or a cycle) or
+    nested deeper than `nesting_depth` is refused.
+    """
+    max_depth = limit("nesting_depth")
+    seen = {id(obj)}
+    found: list[tuple[str, PersistentObject]] = []
+    stack: list[tuple[str, PersistentObject, int]] = [("", obj, 0)]
+    while stack:
+        name, module, depth = stack.pop()
+        found.append((name, module))
+        children = _mapping(module.state, "_modules", path, name)
+        pending = []
+        for key, child in children.items():
+            sub = f"{name}.{_name(key, path)}" if name else _name(key, path)
+            if child is None:
+                continue
+            if not isinstance(child, PersistentObject):
+                raise UserInputError(f"{path}: submodule {sub} is not a NVIDIA module")
+            if id(child) in seen:
+                raise UserInputError(
+                    f"{path}: refused: module {key_text(sub)} is reached twice "
+                    "(a shared or cyclic module tree)"
+                )
+            if depth + 1 > max_depth:
+                raise nesting_error(f"{path}: modules")
+            seen.add(id(child))
+            pending.append((sub, child, depth + 1))
+        stack.extend(reversed(pending))
+    return found
+
+
+def _name(key: Any, path: Path) -> str:
+    if not isinstance(key, str) or len(key) > MAX_NAME_CHARS:
+        raise UserInputError(f"{path}: a module holds a malformed name {key_text(key)}")
+    return key
+
+
+def _mapping(state: Mapping[str, Any], key: str, path: Path, module: str) -> Mapping[Any, Any]:
+    value = state.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise UserInputError(f"{path}: {key} of module {module or '(top)'} is not a dict")
+    return value
+
+
+def _flatten(modules: list[tuple[str, PersistentObject]], path: Path) -> dict[str, torch.Tensor]:
     """`state_dict()` of an unpickled module tree: parameters, persistent buffers, recursively."""
     out: dict[str, torch.Tensor] = {}
-    for name, module in _modules_of(obj):
+    for name, module in modules:
         prefix = f"{name}." if name else ""
         state = module.state
-        skip = set(state.get("_non_persistent_buffers_set") or ())
-        entries = list((state.get("_parameters") or {}).items())
-        entries += [(k, v) for k, v in (state.get("_buffers") or {}).items() if k not in skip]
+        skip_names = state.get("_non_persistent_buffers_set") or ()
+        if not isinstance(skip_names, set | frozenset | list | tuple):
+            raise UserInputError(f"{path}: module {name or '(top)'} has malformed buffer names")
+        skip = {k for k in skip_names if isinstance(k, str)}
+        entries = list(_mapping(state, "_parameters", path, name).items())
+        entries += [
+            (k, v) for k, v in _mapping(state, "_buffers", path, name).items() if k not in skip
+        ]
         for key, tensor in entries:
+            key = _name(key, path)
             if tensor is None:
                 continue
             if not isinstance(tensor, torch.Tensor):
                 raise UserInputError(f"{path}: {prefix}{key} is not a tensor")
             out[prefix + key] = tensor.detach()
-        for key, child in (state.get("_modules") or {}).items():
-            if child is not None and not isinstance(child, PersistentObject):
-                raise UserInputError(f"{path}: submodule {prefix}{key} is not a NVIDIA module")
     return out
 
 
-def _nvidia_conv_clamp(g: PersistentObject, init_kwargs: Mapping[str, Any]) -> float | None:
+def _number(value: Any, path: Path, what: str) -> float | None:
+    value = _plain_leaf(value)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UserInputError(f"{path}: {what} is not a number")
+    return float(value)
+
+
+def _nvidia_conv_clamp(
+    modules: list[tuple[str, PersistentObject]], init_kwargs: Mapping[str, Any], path: Path
+) -> float | None:
     """conv_clamp as the synthesis layers hold it (what the forward pass actually uses)."""
     values = [
         m.state["conv_clamp"]
-        for _, m in _modules_of(g)
+        for _, m in modules
         if m.class_name.endswith("SynthesisLayer") and "conv_clamp" in m.state
     ]
     if not values:
-        values = [m.state["conv_clamp"] for _, m in _modules_of(g) if "conv_clamp" in m.state]
+        values = [m.state["conv_clamp"] for _, m in modules if "conv_clamp" in m.state]
     if not values:
         synthesis_kwargs = init_kwargs.get("synthesis_kwargs") or {}
+        if not isinstance(synthesis_kwargs, Mapping):
+            synthesis_kwargs = {}
         values = [synthesis_kwargs.get("conv_clamp", init_kwargs.get("conv_clamp"))]
-    value = _plain(values[0])
-    return None if value is None else float(value)
+    return _number(values[0], path, "conv_clamp")
 
 
-def _nvidia_hyper(init_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _nvidia_hyper(init_kwargs: Mapping[str, Any], path: Path) -> dict[str, Any]:
     """Hyper-parameters from `_init_kwargs`, ADA (nested synthesis_kwargs) or SG3-repo (flat)."""
-    hyper: dict[str, Any] = {}
-    nested = isinstance(init_kwargs.get("synthesis_kwargs"), Mapping)
-    for key, value in init_kwargs.items():
-        if key != "synthesis_kwargs":
-            hyper[str(key)] = _plain(value)
+    plain = _plain(init_kwargs, path)
+    nested = isinstance(plain.get("synthesis_kwargs"), dict)
+    hyper: dict[str, Any] = {k: v for k, v in plain.items() if k != "synthesis_kwargs"}
     if nested:
-        for key, value in _plain(init_kwargs["synthesis_kwargs"]).items():
+        for key, value in plain["synthesis_kwargs"].items():
             hyper.setdefault(key, value)
     hyper["init_kwargs_layout"] = "nested" if nested else "flat"
     # generate.py's defaults: no truncation unless asked for.
@@ -459,17 +789,18 @@ def _nvidia_hyper(init_kwargs: Mapping[str, Any]) -> dict[str, Any]:
 def _nvidia_from_pickle(obj: Mapping[str, Any], path: Path) -> SG2Checkpoint:
     g = obj.get("G_ema")
     if g is None:
-        keys = ", ".join(sorted(str(k) for k in obj)[:8])
+        keys = ", ".join(sorted(key_text(k) for k in list(obj)[:64])[:8])
         raise UserInputError(f"{path}: NVIDIA pickle has no G_ema (it holds: {keys})")
     if not isinstance(g, PersistentObject):
         raise UserInputError(f"{path}: G_ema is not a NVIDIA network object")
-    state = _flatten(g, path)
+    modules = _modules_of(g, path)
+    state = _flatten(modules, path)
     init_kwargs = g.state.get("_init_kwargs") or {}
     if not isinstance(init_kwargs, Mapping):
         init_kwargs = {}
-    hyper = _nvidia_hyper(init_kwargs)
+    hyper = _nvidia_hyper(init_kwargs, path)
     hyper["class_name"] = g.class_name
-    conv_clamp = _nvidia_conv_clamp(g, init_kwargs)
+    conv_clamp = _nvidia_conv_clamp(modules, init_kwargs, path)
     return _finish(state, conv_clamp, "nvidia-pkl", hyper, path)
 
 
@@ -489,7 +820,7 @@ def read_tf_pkl(path: str | Path) -> SG2Checkpoint:
 _TF_PREFIXES = {"G_mapping": "mapping", "G_synthesis": "synthesis"}
 
 
-def _tf_variables(gs: TFNetworkStub) -> dict[str, np.ndarray]:
+def _tf_variables(gs: TFNetworkStub, path: Path) -> dict[str, np.ndarray]:
     """All of Gs's variables as 'mapping/...', 'synthesis/...' or top-level names.
 
     The official pickles keep `dlatent_avg` on Gs and the rest on its components; a flattened
@@ -497,18 +828,29 @@ def _tf_variables(gs: TFNetworkStub) -> dict[str, np.ndarray]:
     """
     out: dict[str, np.ndarray] = {}
 
-    def add(name: str, value: Any) -> None:
+    def add(name: Any, value: Any, owner: str = "") -> None:
+        name = f"{owner}{_name(name, path)}"
+        # Real variables are numpy arrays (or scalars); anything else could expand (a list DAG).
+        if isinstance(value, np.generic) and not isinstance(value, np.void):
+            value = np.asarray(value)
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+            raise UserInputError(f"{path}: TensorFlow variable {key_text(name)} is not an array")
         head, _, rest = name.partition("/")
         if rest and head in _TF_PREFIXES:
             name = f"{_TF_PREFIXES[head]}/{rest}"
-        out[name] = np.asarray(value)
+        out[name] = value
 
-    for name, value in gs.variables:
-        add(str(name), value)
+    def entries(network: TFNetworkStub) -> list[tuple[Any, Any]]:
+        if not all(isinstance(v, list | tuple) and len(v) == 2 for v in network.variables):
+            raise UserInputError(f"{path}: TensorFlow pickle holds malformed variables")
+        return [(v[0], v[1]) for v in network.variables]
+
+    for name, value in entries(gs):
+        add(name, value)
     for comp_name, comp in gs.components.items():
         if isinstance(comp, TFNetworkStub):
-            for name, value in comp.variables:
-                add(f"{comp_name}/{name}", value)
+            for name, value in entries(comp):
+                add(name, value, f"{_name(comp_name, path)}/")
     return out
 
 
@@ -556,7 +898,7 @@ def _tf_from_pickle(obj: tuple[Any, ...], path: Path) -> SG2Checkpoint:
     if len(obj) != 3:
         raise UserInputError(f"{path}: TensorFlow pickle is not a (G, D, Gs) tuple")
     gs: TFNetworkStub = obj[2]
-    vars_ = _tf_variables(gs)
+    vars_ = _tf_variables(gs, path)
     if any(k.startswith("mapping/LabelConcat") for k in vars_):
         raise UserInputError(f"{path}: conditional TensorFlow pickles are not supported")
     dense = sorted(
@@ -593,11 +935,14 @@ def _tf_from_pickle(obj: tuple[Any, ...], path: Path) -> SG2Checkpoint:
             _tf_layer(state, vars_, f"{src}/Conv1", f"{block}.conv1", path, noise=2 * log2 - 4)
         _tf_layer(state, vars_, f"{src}/ToRGB", f"{block}.torgb", path, noise=None)
 
-    static = _plain(gs.static_kwargs)
+    static = _plain(gs.static_kwargs, path)
     hyper: dict[str, Any] = dict(static)
     hyper["build_func_name"] = gs.build_func_name
     # channel_base = 2 * fmap_base; TF's default fmap_base is 16384.
-    hyper["channel_base"] = 2 * int(static.get("fmap_base", 16384))
+    fmap_base = static.get("fmap_base", 16384)
+    if isinstance(fmap_base, bool) or not isinstance(fmap_base, int):
+        raise UserInputError(f"{path}: fmap_base is not an integer")
+    hyper["channel_base"] = 2 * fmap_base
     if "fmap_max" in static:
         hyper["channel_max"] = static["fmap_max"]
     if "label_size" in static:
@@ -612,34 +957,11 @@ def _tf_from_pickle(obj: tuple[Any, ...], path: Path) -> SG2Checkpoint:
 # rosinality torch.save files
 
 
-def _load_torch_file(path: Path) -> Any:
-    try:
-        with warnings.catch_warnings(), torch.serialization.safe_globals([argparse.Namespace]):
-            warnings.simplefilter("ignore")
-            # train.py checkpoints store the argparse Namespace; nothing else beyond tensors.
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UserInputError(
-            f"{path}: refused: the checkpoint holds more than tensors ({_unpickling_reason(exc)})"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UserInputError(
-            f"{path}: truncated or corrupt checkpoint ({_one_line(exc)})"
-        ) from None
-
-
-def _unpickling_reason(exc: Exception) -> str:
-    """The informative line of torch's weights-only refusal (it starts with boilerplate)."""
-    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(boilerplate)]
-    return (useful or lines or [type(exc).__name__])[0][:160]
-
-
 def read_rosinality_pt(path: str | Path) -> SG2Checkpoint:
     """Read a rosinality/stylegan2-pytorch `.pt` (convert_weight.py or train.py output)."""
     path = _check_file(path)
-    obj = _load_torch_file(path)
+    # train.py checkpoints store the argparse Namespace; nothing else beyond tensors.
+    obj = safe_torch_load(path, extra_globals=[argparse.Namespace])
     if not isinstance(obj, Mapping) or not isinstance(obj.get("g_ema"), Mapping):
         raise UserInputError(f"{path}: not a rosinality StyleGAN2 checkpoint (no 'g_ema')")
     sd: Mapping[str, torch.Tensor] = obj["g_ema"]
@@ -648,7 +970,7 @@ def read_rosinality_pt(path: str | Path) -> SG2Checkpoint:
     hyper: dict[str, Any] = {}
     args = obj.get("args")
     if isinstance(args, argparse.Namespace):
-        hyper["args"] = _plain(vars(args))
+        hyper["args"] = _plain(vars(args), path)
     latent_avg = obj.get("latent_avg")
     if isinstance(latent_avg, torch.Tensor):
         state["mapping.w_avg"] = latent_avg.detach().reshape(-1)
