@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -58,10 +59,17 @@ def _regular_file(path: Path, what: str) -> int:
     return size
 
 
-def open_checked_zip(f: BinaryIO, size: int, name: str, total_limit: str) -> zipfile.ZipFile:
+def open_checked_zip(
+    f: BinaryIO,
+    size: int,
+    name: str,
+    total_limit: str,
+    check_entry: Callable[[zipfile.ZipInfo], None] | None = None,
+) -> zipfile.ZipFile:
     """The zip in `f` (`size` bytes), its central directory checked before any entry is read:
     entry count, duplicate names, entries cut off or overlapping, compression ratios (one
-    entry and all together), and the uncompressed total against the limit `total_limit`."""
+    entry and all together), and the uncompressed total against the limit `total_limit`.
+    `check_entry` sees each entry first (a format's own rules, e.g. torch's data.pkl)."""
     end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # the end record alone
     if end is None:
         raise zipfile.BadZipFile("no zip end of central directory record")
@@ -77,6 +85,8 @@ def open_checked_zip(f: BinaryIO, size: int, name: str, total_limit: str) -> zip
         if info.filename in names:
             raise UserInputError(f"{name}: refused: the zip holds {info.filename} twice")
         names.add(info.filename)
+        if check_entry is not None:
+            check_entry(info)
         if info.header_offset + info.compress_size > size:
             raise UserInputError(f"{name}: {_cut_off(EOFError(f'{info.filename} is cut off'))}")
         total += info.file_size

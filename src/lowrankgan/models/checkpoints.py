@@ -189,11 +189,12 @@ def check_torch_zip(path: str | Path) -> None:
 
 def _open_zip(f: BinaryIO, size: int, name: str) -> zipfile.ZipFile:
     """The torch zip in `f`, its directory checked (`open_checked_zip`), data.pkl bounded."""
-    archive = open_checked_zip(f, size, name, "checkpoint_bytes")
-    for info in archive.infolist():
+
+    def bounded_index(info: zipfile.ZipInfo) -> None:
         if info.filename.rsplit("/", 1)[-1] == "data.pkl":
             check_at_most(info.file_size, "pickle_bytes", f"{name}: {info.filename}")
-    return archive
+
+    return open_checked_zip(f, size, name, "checkpoint_bytes", bounded_index)
 
 
 def _scan_torch_zip(f: BinaryIO, size: int, name: str) -> None:
