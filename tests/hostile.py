@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,36 +39,66 @@ class ConsoleRun:
     peak_rss_mib: float
 
 
+#: Runs ARGV and writes its peak RSS (KiB) to a file. A child's high-water mark starts at its
+#: parent's size when forked, so the measured command is forked from this small process, not
+#: from a pytest process that may have grown to gigabytes.
+_LAUNCHER = """
+import os, sys
+report, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as f:
+    f.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run_console(
     *args: object,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 120,
-    command: list[str] | None = None,
+    command: list | None = None,
 ) -> ConsoleRun:
     """Run `lowrankgan ARGS` (or `command`) and measure its wall time and peak RSS."""
     argv = command if command is not None else [str(SCRIPT), *map(str, args)]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        report = os.path.join(scratch, "rss")
         start = time.perf_counter()
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd, env=env or ENV
+            [sys.executable, "-S", "-c", _LAUNCHER, report, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=cwd,
+            env=env or ENV,
+            start_new_session=True,
         )
-        killer = threading.Timer(timeout, proc.kill)
-        killer.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
         seconds = time.perf_counter() - start
         out.seek(0)
         err.seek(0)
+        peak = int(Path(report).read_text()) / 1024 if os.path.exists(report) else float("inf")
         return ConsoleRun(
             returncode=proc.returncode,
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
             seconds=seconds,
-            peak_rss_mib=usage.ru_maxrss / 1024,
+            peak_rss_mib=peak,
         )
 
 
