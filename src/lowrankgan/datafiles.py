@@ -183,6 +183,8 @@ def read_npz(path: str | Path, what: str = "array archive") -> dict[str, np.ndar
     with open(path, "rb") as raw:
         try:
             archive = open_checked_zip(raw, size, f"{what} {path}", "array_file_bytes")
+        except UserInputError:
+            raise
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
             raise UserInputError(f"cannot read {what} {path}: {_first_line(exc)}") from None
         with archive:
