@@ -19,11 +19,10 @@ from typing import IO, Any, BinaryIO
 
 import numpy as np
 
-from .errors import UserInputError
-from .limits import check_at_most, limit
+from .errors import UserInputError, one_line
+from .limits import check_at_most, human_bytes, limit
 
 __all__ = [
-    "human_bytes",
     "open_checked_zip",
     "read_json",
     "read_mask_image",
@@ -40,11 +39,6 @@ MAX_DEFLATE_RATIO = 32
 DEFLATE_SLACK = 2**20
 #: Entries in one zip (one per storage or array; the directory costs ~0.5 KiB each to parse).
 MAX_ZIP_ENTRIES = 100_000
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
 
 
 def _regular_file(path: Path, what: str) -> int:
@@ -118,15 +112,7 @@ def open_checked_zip(
 
 
 def _cut_off(exc: BaseException) -> str:
-    return f"truncated or corrupt ({' '.join(str(exc).split())[:160] or type(exc).__name__})"
-
-
-def human_bytes(value: float) -> str:
-    """`3221225472` -> `'3 GiB'`."""
-    for scale, suffix in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if value >= scale:
-            return f"{value / scale:.3g} {suffix}"
-    return f"{int(value)} bytes"
+    return f"truncated or corrupt ({one_line(exc)})"
 
 
 def _array_header(handle: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -141,7 +127,7 @@ def _array_header(handle: IO[bytes], where: str) -> tuple[tuple[int, ...], bool,
         else:
             raise ValueError(f"unsupported .npy version {version}")
     except (ValueError, OSError, SyntaxError, TypeError) as exc:
-        raise UserInputError(f"{where} is not a .npy array ({_first_line(exc)})") from None
+        raise UserInputError(f"{where} is not a .npy array ({one_line(exc)})") from None
     if dtype.hasobject or dtype.kind not in NUMERIC_KINDS or dtype.fields is not None:
         raise UserInputError(f"{where} holds {dtype} values; only numbers are read")
     count = 1
@@ -186,7 +172,7 @@ def read_npz(path: str | Path, what: str = "array archive") -> dict[str, np.ndar
         except UserInputError:
             raise
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            raise UserInputError(f"cannot read {what} {path}: {_first_line(exc)}") from None
+            raise UserInputError(f"cannot read {what} {path}: {one_line(exc)}") from None
         with archive:
             return _npz_members(archive, f"{what} {path}")
 
@@ -201,7 +187,7 @@ def _npz_members(archive: zipfile.ZipFile, name: str) -> dict[str, np.ndarray]:
             with archive.open(info) as handle:
                 arrays[info.filename[: -len(".npy")]] = _read_array(handle, where, info.file_size)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise UserInputError(f"cannot read {where}: {_first_line(exc)}") from None
+            raise UserInputError(f"cannot read {where}: {one_line(exc)}") from None
     return arrays
 
 
@@ -209,14 +195,13 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
     """A JSON file, at most `limit("json_bytes")` bytes of UTF-8 and `limit("nesting_depth")`
     levels deep (checked before parsing: json's parser would recurse until RecursionError)."""
     path = Path(path)
-    _regular_file(path, what)
+    check_at_most(_regular_file(path, what), "json_bytes", f"{what} {path}")
     bound = limit("json_bytes")
-    check_at_most(path.stat().st_size, "json_bytes", f"{what} {path}")
     try:
         with open(path, "rb") as handle:
             data = handle.read(bound + 1)
     except OSError as exc:
-        raise UserInputError(f"cannot read {what} {path}: {_first_line(exc)}") from None
+        raise UserInputError(f"cannot read {what} {path}: {one_line(exc)}") from None
     check_at_most(len(data), "json_bytes", f"{what} {path}")  # it grew meanwhile
     try:
         text = data.decode("utf-8")
@@ -228,7 +213,7 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
     except RecursionError:
         raise UserInputError(f"{what} {path} is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and integers of over 4300 digits
-        raise UserInputError(f"cannot read {what} {path}: {_first_line(exc)}") from None
+        raise UserInputError(f"cannot read {what} {path}: {one_line(exc)}") from None
 
 
 def _check_nesting(text: str, where: str) -> None:
@@ -291,7 +276,7 @@ def _decoded_image(path: Path, what: str, size: tuple[int, int] | None) -> np.nd
             f"{what} {path} has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, over the limit"
         ) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise UserInputError(f"cannot read {what} {path}: {_first_line(exc)}") from None
+        raise UserInputError(f"cannot read {what} {path}: {one_line(exc)}") from None
     if array.ndim == 3 and has_alpha:
         # An opaque alpha channel is not the region: transparent pixels are outside it.
         return np.where(array[..., -1] != 0, array[..., :-1].max(axis=2), 0)

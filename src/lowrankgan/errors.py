@@ -10,3 +10,9 @@ from __future__ import annotations
 
 class UserInputError(ValueError):
     """Bad input from the user: a one-line message, exit code 2 on the command line."""
+
+
+def one_line(exc: BaseException, width: int = 160) -> str:
+    """An exception's text folded onto one line and cut to `width` (its type if it has none),
+    for the `UserInputError` messages that wrap a library's error."""
+    return " ".join(str(exc).split())[:width] or type(exc).__name__

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .errors import UserInputError
 
-__all__ = ["LIMITS", "Limit", "check_at_most", "limit"]
+__all__ = ["LIMITS", "Limit", "check_at_most", "human_bytes", "limit"]
 
 
 @dataclass(frozen=True)
@@ -103,10 +103,18 @@ def check_at_most(value: float, name: str, what: str) -> None:
         )
 
 
+def human_bytes(value: float) -> str:
+    """`3221225472` -> `'3 GiB'`."""
+    for scale, suffix in ((2**40, "TiB"), (_GiB, "GiB"), (_MiB, "MiB"), (2**10, "KiB")):
+        if value >= scale:
+            return f"{value / scale:.3g} {suffix}"
+    return f"{int(value)} bytes"
+
+
 def _human(value: float, unit: str) -> str:
+    if isinstance(value, int) and len(str(abs(value))) > 18:
+        # Too long to print, and past what a float holds: say how long it is.
+        return f"a {len(str(abs(value)))}-digit number"
     if unit == "bytes":
-        for scale, suffix in ((2**40, "TiB"), (_GiB, "GiB"), (_MiB, "MiB"), (2**10, "KiB")):
-            if value >= scale:
-                return f"{value / scale:.3g} {suffix}"
-        return f"{int(value)} bytes"
+        return human_bytes(value)
     return f"{value:,.0f} {unit}" if value < 1e15 else f"{value:.3g} {unit}"

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..datafiles import read_json
 from ..errors import UserInputError
-from ..limits import check_at_most, limit
+from ..limits import check_at_most
 from .checkpoints import load_state_file
 
 CONFIG_NAME = "config.json"
@@ -93,10 +93,6 @@ def _int_field(
             f"config.json: {name} must be an integer >= {minimum}, got {_short(value)}"
         )
     if isinstance(maximum, str):
-        if value > limit(maximum) and len(str(value)) > 15:  # too long for check_at_most
-            raise UserInputError(
-                f"config.json: {name} is {_number(value)}, over the limit of {limit(maximum):,}"
-            )
         check_at_most(value, maximum, f"config.json: {name}")
     elif maximum is not None and value > maximum:
         raise UserInputError(

@@ -41,13 +41,9 @@ from typing import Any, BinaryIO
 
 import torch
 
-from ..datafiles import (
-    MAX_DEFLATE_RATIO,
-    human_bytes,
-    open_checked_zip,
-)
-from ..errors import UserInputError
-from ..limits import LIMITS, check_at_most, limit
+from ..datafiles import MAX_DEFLATE_RATIO, open_checked_zip
+from ..errors import UserInputError, one_line
+from ..limits import LIMITS, check_at_most, human_bytes, limit
 
 __all__ = [
     "MAX_DEFLATE_RATIO",
@@ -149,8 +145,7 @@ def safe_torch_load(
 
 
 def _corrupt(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"cannot read checkpoint: truncated or corrupt ({text[:160]})"
+    return f"cannot read checkpoint: truncated or corrupt ({one_line(exc)})"
 
 
 def _unpickling_reason(exc: Exception) -> str:
@@ -174,13 +169,14 @@ def find_state_dict(obj: Mapping[str, Any], keys: tuple[str, ...]) -> Mapping[st
 # Declared sizes of torch files
 
 
-def check_torch_zip(path: str | Path) -> None:
-    """Refuse a torch zip whose central directory declares hostile sizes (reads no entry)."""
+def check_torch_zip(path: str | Path) -> list[str]:
+    """The entry names of a zip, after refusing one whose central directory declares hostile
+    sizes (reads no entry)."""
     path = Path(path)
     size = path.stat().st_size
     try:
-        with open(path, "rb") as f:
-            _open_zip(f, size, str(path)).close()
+        with open(path, "rb") as f, _open_zip(f, size, str(path)) as archive:
+            return archive.namelist()
     except UserInputError:
         raise
     except Exception as exc:  # noqa: BLE001
