@@ -30,7 +30,7 @@ from ..errors import UserInputError
 from ..shapes import Box, Difference, Ellipse, Shape, Union
 from .base import Model
 from .biggan_model import biggan_model
-from .checkpoints import find_state_dict, load_state_file
+from .checkpoints import check_torch_zip, find_state_dict, load_state_file
 from .dcgan import build_dcgan, is_dcgan_state, synthesize_dcgan
 from .stylegan2_formats import is_torch_file, read_stylegan2_checkpoint
 from .stylegan2_model import stylegan2_model
@@ -248,7 +248,8 @@ _CHECKPOINT_KINDS = "a PyTorch .pt/.pth/.tar/.bin file or a StyleGAN2 .pkl"
 def check_checkpoint_file(path: Path) -> None:
     """Refuse, naming the file, what cannot be a checkpoint: a folder, an empty file, text or
     HTML (a saved error page), a zip that `torch.save` did not write, any other non-pickle.
-    Reads the first bytes only (and a zip's directory); the loaders check the rest."""
+    Reads the first bytes only (and a zip's directory, with its declared sizes checked: the
+    loaders and `_mentions_g_ema` read entries after this); the loaders check the rest."""
     if not path.exists():
         raise UserInputError(f"checkpoint not found: {path}")
     if path.is_dir():
@@ -263,7 +264,8 @@ def check_checkpoint_file(path: Path) -> None:
     if not head:
         raise UserInputError(f"{path}: not a recognised checkpoint (the file is empty)")
     if head.startswith(b"PK\x03\x04"):
-        if not _zip_has_data_pkl(path):
+        # The directory's sizes are checked here, before anything reads an entry of it.
+        if not any(name.endswith("data.pkl") for name in check_torch_zip(path)):
             raise UserInputError(
                 f"{path}: not a recognised checkpoint (a zip archive that torch.save did not "
                 f"write; expected {_CHECKPOINT_KINDS})"
@@ -275,16 +277,6 @@ def check_checkpoint_file(path: Path) -> None:
         f"{path}: not a recognised checkpoint ({_describe_head(head)}; "
         f"expected {_CHECKPOINT_KINDS})"
     )
-
-
-def _zip_has_data_pkl(path: Path) -> bool:
-    """Whether a zip holds the `data.pkl` of torch's format (unreadable zips: left to the
-    loader, which reports them)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(name.endswith("data.pkl") for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return True
 
 
 def _describe_head(head: bytes) -> str:

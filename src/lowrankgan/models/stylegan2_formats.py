@@ -37,14 +37,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import UserInputError
+from ..errors import UserInputError, one_line
 from ..limits import check_at_most, limit
 from .checkpoints import (
     BoundedUnpickler,
     check_attribute_state,
     check_tensor,
-    check_tensors,
-    check_torch_zip,
     describe,
     key_text,
     nesting_error,
@@ -376,11 +374,6 @@ def _check_dtype_state(dtype: np.dtype[Any], state: Any, path: Path) -> None:
         raise UserInputError(f"{path}: refused: a numpy dtype in the pickle is not a plain one")
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:160]
-
-
 def _load_restricted_pickle(path: Path) -> Any:
     size = path.stat().st_size
     check_at_most(size, "checkpoint_bytes", str(path))
@@ -392,12 +385,10 @@ def _load_restricted_pickle(path: Path) -> Any:
     except UserInputError:
         raise
     except (EOFError, pickle.UnpicklingError) as exc:
-        raise UserInputError(
-            f"{path}: truncated or corrupt checkpoint ({_one_line(exc)})"
-        ) from None
+        raise UserInputError(f"{path}: truncated or corrupt checkpoint ({one_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - any other failure means the bytes are not a pickle we know
         raise UserInputError(
-            f"{path}: unknown checkpoint format (unpickling failed: {_one_line(exc)})"
+            f"{path}: unknown checkpoint format (unpickling failed: {one_line(exc)})"
         ) from None
 
 
@@ -419,16 +410,8 @@ def _is_torch_save(head: bytes) -> bool:
 
 
 def is_torch_file(path: str | Path) -> bool:
-    """Whether a file was written by `torch.save` (zip or legacy format).
-
-    A torch zip whose directory declares hostile sizes (an entry inflating far beyond its
-    compressed size, data.pkl over `pickle_bytes`, ...) is refused here with a
-    `UserInputError`, before a caller reads any entry of it.
-    """
-    head = _read_head(Path(path))
-    if head.startswith(_ZIP_MAGIC):
-        check_torch_zip(path)
-    return _is_torch_save(head)
+    """Whether a file was written by `torch.save` (zip or legacy format), from its first bytes."""
+    return _is_torch_save(_read_head(Path(path)))
 
 
 def _read_head(path: Path) -> bytes:
@@ -623,7 +606,6 @@ def _finish(
         raise UserInputError(f"{path}: truncation_psi is not a number")
     if cutoff is not None and not (isinstance(cutoff, int) and not isinstance(cutoff, bool)):
         raise UserInputError(f"{path}: truncation_cutoff is not an integer")
-    check_tensors(state, str(path))
     return SG2Checkpoint(
         state=state, conv_clamp=conv_clamp, format=fmt, hyper=hyper, source=str(path)
     )
