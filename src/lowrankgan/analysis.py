@@ -14,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from .baselines import (
     global_directions,
 )
 from .datafiles import read_json, read_npy, read_npz
-from .errors import UserInputError
+from .errors import UserInputError, one_line
 from .jacobian import gram_from_field, jacobian_field, mask_weights, sketch_gram
 from .limits import check_at_most, limit
 from .models.base import Model
@@ -190,6 +190,17 @@ class Analysis:
     def keep_rank(self) -> int:
         return int(self.info["ranks"]["keep"])
 
+    def adopted_by(self, model: Model) -> Analysis:
+        """This analysis recorded as made on `model`, for a model that shares its latent space
+        (one fine-tuned from it): masks of another resolution are dropped, so
+        `check_analysis_fits` accepts it and only its directions and latent are used."""
+        info = {**self.info, "model": model.name}
+        info.pop("resolution", None)
+        if self.region_mask.shape == tuple(model.resolution):
+            return replace(self, info=info)
+        empty = np.zeros((0, 0), dtype=bool)
+        return replace(self, info=info, region_mask=empty, keep_mask=empty)
+
     def direction(self, index: int = 0) -> np.ndarray:
         """Direction `index` (0 = strongest) as `(d,)`."""
         count = self.directions.shape[1]
@@ -295,9 +306,8 @@ def _checked_info(info: Any, path: Path) -> dict[str, Any]:
     for key in ("settings", "ranks"):
         if key in info and not isinstance(info[key], dict):
             raise UserInputError(f"{path}: {key!r} must be an object")
-    for key in ("latent_dim",):
-        if key in info and not _small_int(info[key], 1, limit("latent_dim")):
-            raise UserInputError(f"{path}: {key!r} must be an integer in 1..{limit('latent_dim')}")
+    if "latent_dim" in info and not _small_int(info["latent_dim"], 1, limit("latent_dim")):
+        raise UserInputError(f"{path}: 'latent_dim' must be an integer in 1..{limit('latent_dim')}")
     resolution = info.get("resolution")
     if resolution is not None and not (
         isinstance(resolution, list)
@@ -322,9 +332,7 @@ def _checked_info(info: Any, path: Path) -> dict[str, Any]:
         try:
             AnalysisSettings(**known)  # the same checks as for settings given by hand
         except (TypeError, ValueError) as exc:
-            raise UserInputError(
-                f"{path}: bad settings ({' '.join(str(exc).split())[:160]})"
-            ) from None
+            raise UserInputError(f"{path}: bad settings ({one_line(exc)})") from None
         size = known.get("size")
         if size is not None and max(size) > limit("resolution"):
             raise UserInputError(f"{path}: settings.size {list(size)} is too large")

@@ -130,9 +130,10 @@ def _planned_moves(staging: Path, target: Path) -> list[tuple[Path, Path]]:
     moves: list[tuple[Path, Path]] = []
     for root, _dirs, files in os.walk(staging):
         relative = Path(root).relative_to(staging)
-        folder = target
-        for part in ("", *relative.parts):
-            folder = folder / part if part else folder
+        chain = [target]
+        for part in relative.parts:
+            chain.append(chain[-1] / part)
+        for folder in chain:
             if os.path.lexists(folder) and (folder.is_symlink() or not folder.is_dir()):
                 raise UserInputError(f"cannot write into {folder}: it exists and is not a folder")
         for name in files:
@@ -195,11 +196,11 @@ def _abandoned(staging: Path) -> bool:
     if host != socket.gethostname() or pid == os.getpid():
         return False
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return True
     except OSError:
-        return False
+        pass  # it exists but is not ours to signal
     return False
 
 

@@ -36,6 +36,7 @@ from .editing import DEFAULT_STEP, check_path_work, edit_analysis, parse_strengt
 from .errors import UserInputError
 from .evaluation import DEFAULT_SAMPLES, DEFAULT_TRANSFER, EVAL_METHODS
 from .fetch import cache_location
+from .limits import limit
 from .models import Model, list_models, load_model
 from .models.stylegan2_model import lift_w_directions, wplus_latent_from_code
 from .zoo import list_zoo
@@ -55,8 +56,6 @@ _ENVIRONMENT_ERRNOS = {
 }
 #: Largest seed torch's generator accepts.
 MAX_SEED = 2**64 - 1
-#: Most seeds one `--seeds` may expand to (a typo like 0-1000000000 must not eat the memory).
-MAX_SEEDS = 10_000
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -77,8 +76,9 @@ def parse_seeds(text: str) -> list[int]:
             raise UserInputError(f"seed range {part!r} is inverted")
         if first < 0 or last > MAX_SEED:
             raise UserInputError(f"seeds must be integers in 0..{MAX_SEED}")
-        if len(seeds) + last - first + 1 > MAX_SEEDS:
-            raise UserInputError(f"--seeds gives more than {MAX_SEEDS} seeds")
+        # Counted before expanding: a typo like 0-1000000000 must not eat the memory.
+        if len(seeds) + last - first + 1 > limit("seeds"):
+            raise UserInputError(f"--seeds gives more than {limit('seeds')} seeds")
         seeds.extend(range(first, last + 1))
     if not seeds:
         raise UserInputError("no seeds given")
@@ -433,11 +433,8 @@ def _analysis_for_edit(  # noqa: ANN001
         if region is not None:
             raise UserInputError("give either --region or --analysis, not both")
         result = Analysis.load(Path(analysis_path))
-        if other_model:
-            result.info["model"] = model.name  # the user vouches that the latent spaces agree
-            result.info.pop("resolution", None)
-            if result.region_mask.shape != tuple(model.resolution):
-                result.region_mask = result.keep_mask = np.zeros((0, 0), dtype=bool)
+        if other_model:  # the user vouches that the latent spaces agree
+            result = result.adopted_by(model)
         check_analysis_fits(result, model, analysis_path)
         if _lifts_to_wplus(model, result.latent.shape[0]):
             return _lifted_analysis(model, result, z, settings, analysis_path, one_shot)

@@ -18,7 +18,7 @@ from PIL import Image
 from .analysis import Analysis
 from .artifacts import atomic_write_bytes, save_npz_atomic
 from .models.base import Model
-from .render import gif_bytes, image_grid, overlay_region, png_bytes, to_uint8
+from .render import gif_bytes, image_grid, overlay_region, png_bytes, to_uint8, upscale
 
 
 def render_latents(model: Model, latents: torch.Tensor, batch: int = 16) -> np.ndarray:
@@ -53,8 +53,8 @@ def fit(image: np.ndarray, side: int) -> np.ndarray:
     it fits, area averaging when shrinking."""
     longest = max(image.shape[:2])
     if longest <= side:
-        factor = side // longest
-        return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+        # The largest integer factor that keeps the longer side within `side`.
+        return upscale(image, (side // longest) * min(image.shape[:2]))
     height, width = image.shape[:2]
     size = (max(1, width * side // longest), max(1, height * side // longest))
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
@@ -65,7 +65,8 @@ class EditWriter:
 
     Rows are kept as latents only (plus the pictures of the first `GRID_ROWS` rows), so a run
     over thousands of seeds needs the memory of one row of images: with more than `GRID_ROWS`
-    rows, each row's picture is written at once to `seeds/<label>.png`. `close()` writes
+    rows, each row's picture is written at once to `seeds/seed<N>.png` (`row<i>.png` for a
+    row without a seed). `close()` writes
     `edits.npz` (every row, in order), `edits.png` and `edits.gif` (the first `GRID_ROWS`).
     """
 
