@@ -1,6 +1,7 @@
-"""Shared helper for hostile-input tests: run the real console script and check that it
-refused cleanly: exit 2, one `error:` line on stderr, no traceback, nothing written, within a
-time and memory budget measured on the child process itself (`os.wait4`'s peak RSS).
+"""The console script as tests run it (`SCRIPT`, `ENV`), and the helper for hostile-input
+tests: run the real console script and check that it refused cleanly: exit 2, one `error:`
+line on stderr, no traceback, nothing written, within a time and memory budget measured on
+the child process itself (`os.wait4`'s peak RSS).
 
 Importing torch alone costs about 230 MiB of RSS here, so `MAX_REFUSAL_RSS_MIB` leaves a
 couple of hundred MiB for the refusal; a bomb that got decoded would blow far past it.
@@ -21,6 +22,7 @@ SCRIPT = Path(sys.executable).with_name("lowrankgan")
 if not SCRIPT.exists():  # pragma: no cover - run from another interpreter
     SCRIPT = Path(shutil.which("lowrankgan") or "lowrankgan")
 
+# One OpenMP thread: small linear algebra gets very slow when threads fight over 2 cores.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 ENV.pop("LOWRANKGAN_TEST_CALLS", None)
 

@@ -14,9 +14,7 @@ import json
 import os
 import pickle
 import shlex
-import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,14 +26,8 @@ import torch
 from PIL import Image
 
 import lowrankgan
+from hostile import ENV, SCRIPT  # the console script, one OpenMP thread
 
-SCRIPT = Path(sys.executable).with_name("lowrankgan")
-if not SCRIPT.exists():  # pragma: no cover - run from another interpreter
-    SCRIPT = Path(shutil.which("lowrankgan") or "lowrankgan")
-
-# One OpenMP thread: small linear algebra gets very slow when threads fight over 2 cores.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-ENV.pop("LOWRANKGAN_TEST_CALLS", None)
 TIMEOUT = 300
 
 # Generators for the tests. `local` draws a 3x16x16 image whose centre 8x8 (the generic

@@ -654,11 +654,17 @@ def test_final_name_that_is_a_folder_is_refused(srv: ServerState, tmp_path: Path
     assert srv.seen == []
 
 
-def test_hard_linked_part_is_refused(srv: ServerState, tmp_path: Path) -> None:
+def _victim_and_cache(tmp_path: Path) -> tuple[Path, Path]:
+    """A file of the user's that a planted link points at, and an empty cache folder."""
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")
     dest = tmp_path / "cache"
     dest.mkdir()
+    return victim, dest
+
+
+def test_hard_linked_part_is_refused(srv: ServerState, tmp_path: Path) -> None:
+    victim, dest = _victim_and_cache(tmp_path)
     os.link(victim, dest / "weights.pkl.part")
     _refused("other hard links", srv.url("ok"), dest)
     assert victim.read_bytes() == b"precious" and srv.seen == []
@@ -667,10 +673,7 @@ def test_hard_linked_part_is_refused(srv: ServerState, tmp_path: Path) -> None:
 def test_link_planted_during_the_download_is_not_written_through(
     srv: ServerState, tmp_path: Path
 ) -> None:
-    victim = tmp_path / "victim"
-    victim.write_bytes(b"precious")
-    dest = tmp_path / "cache"
-    dest.mkdir()
+    victim, dest = _victim_and_cache(tmp_path)
     part = dest / "weights.pkl.part"
     query = urllib.parse.urlencode({"link": str(part), "to": str(victim)})
     _refused("weights.pkl.part: it is a symbolic link", srv.url("plant") + "?" + query, dest)
@@ -680,10 +683,7 @@ def test_link_planted_during_the_download_is_not_written_through(
 def test_part_swapped_for_a_link_while_resuming_is_refused(
     srv: ServerState, tmp_path: Path
 ) -> None:
-    victim = tmp_path / "victim"
-    victim.write_bytes(b"precious")
-    dest = tmp_path / "cache"
-    dest.mkdir()
+    victim, dest = _victim_and_cache(tmp_path)
     part = dest / "weights.pkl.part"
     part.write_bytes(PAYLOAD[:1000])
     query = urllib.parse.urlencode({"link": str(part), "to": str(victim), "swap": 1})

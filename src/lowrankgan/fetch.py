@@ -584,14 +584,22 @@ class _PacedHTTPConnection(http.client.HTTPConnection):
         self.sock = _PacedSocket(self.sock, self._pace)
 
 
-class _PacedHTTPHandler(urllib.request.HTTPHandler):
+class _Paced:
+    """Mixin for urllib's HTTP(S) handlers: their connections read through a `_Pace`."""
+
+    connection: type[http.client.HTTPConnection]
+
     def __init__(self, pace: _Pace) -> None:
         super().__init__()
         self._pace = pace
 
     def do_open(self, http_class, req, **kwargs):
-        paced = functools.partial(_PacedHTTPConnection, pace=self._pace)
+        paced = functools.partial(self.connection, pace=self._pace)
         return super().do_open(paced, req, **kwargs)
+
+
+class _PacedHTTPHandler(_Paced, urllib.request.HTTPHandler):
+    connection = _PacedHTTPConnection
 
 
 _PacedHTTPSHandler = None
@@ -600,14 +608,8 @@ if hasattr(http.client, "HTTPSConnection"):  # Python built with ssl
     class _PacedHTTPSConnection(_PacedHTTPConnection, http.client.HTTPSConnection):
         pass
 
-    class _PacedHTTPSHandler(urllib.request.HTTPSHandler):  # noqa: F811 - None without ssl
-        def __init__(self, pace: _Pace) -> None:
-            super().__init__()
-            self._pace = pace
-
-        def do_open(self, http_class, req, **kwargs):
-            paced = functools.partial(_PacedHTTPSConnection, pace=self._pace)
-            return super().do_open(paced, req, **kwargs)
+    class _PacedHTTPSHandler(_Paced, urllib.request.HTTPSHandler):  # noqa: F811 - None without ssl
+        connection = _PacedHTTPSConnection
 
 
 class _RedirectHandler(urllib.request.HTTPRedirectHandler):
