@@ -1,4 +1,4 @@
-"""Benchmark of the Jacobian field and region Gram matrices in `lowrankgan.jacobian`.
+"""Benchmark of the Jacobian field and region Gram matrices in `lowrankgan.core.jacobian`.
 
 `run()` times, on the same network, latent and mask, in one process:
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
-from lowrankgan import jacobian as jac
-from lowrankgan.jacobian import chunk_size_for, jacobian_field, jacobian_gram
+from lowrankgan.core import jacobian as jac
+from lowrankgan.core.jacobian import chunk_size_for, jacobian_field, jacobian_gram
 from lowrankgan.models import Model, load_model
 from measure import MALLOC_ENV, RSS_PRELUDE, Timing, overlap, rounds
 
@@ -54,7 +54,7 @@ _PEAK_SCRIPT = (
     RSS_PRELUDE
     + """
 import sys
-from lowrankgan.jacobian import jacobian_field
+from lowrankgan.core.jacobian import jacobian_field
 from lowrankgan.models import load_model
 model = load_model(sys.argv[1])
 latent = model.sample_latent(0)

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from lowrankgan.analysis import AUTHORS_SETTINGS, Analysis, analyze
-from lowrankgan.editing import follow_path, one_shot, settings_of
-from lowrankgan.metrics import Locality, locality
+from lowrankgan.core.metrics import Locality, locality
 from lowrankgan.models import Model, load_model
+from lowrankgan.pipeline.analysis import AUTHORS_SETTINGS, Analysis, analyze
+from lowrankgan.pipeline.editing import follow_path, one_shot, settings_of
 
 _MODEL = "dcgan-faces"
 _SEEDS = (0, 1, 2, 3, 4)

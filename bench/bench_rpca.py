@@ -1,4 +1,4 @@
-"""Benchmark of the robust PCA solvers in `lowrankgan.rpca`.
+"""Benchmark of the robust PCA solvers in `lowrankgan.core.rpca`.
 
 `run()` times, on one symmetric 512 x 512 float64 test matrix, our inexact ALM against a
 textbook inexact ALM in NumPy (the baseline written here) and against the authors'
@@ -18,7 +18,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from lowrankgan.rpca import RPCAResult, solve_rpca
+from lowrankgan.core.rpca import RPCAResult, solve_rpca
 
 T = TypeVar("T")
 

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import torch
 
-from lowrankgan import jacobian as jac
-from lowrankgan.jacobian import chunk_size_for, jacobian_field, jacobian_gram, sketch_gram
+from lowrankgan.core import jacobian as jac
+from lowrankgan.core.jacobian import chunk_size_for, jacobian_field, jacobian_gram, sketch_gram
 from lowrankgan.models import Model
-from lowrankgan.models.stylegan2 import random_stylegan2
+from lowrankgan.models.stylegan2.network import random_stylegan2
 from lowrankgan.shapes import Box
 from measure import MALLOC_ENV, RSS_PRELUDE, Timing, rounds
 
@@ -63,7 +63,7 @@ _PEAK_SCRIPT = (
 import sys
 sys.path.insert(0, sys.argv[1])
 from bench_stylegan2 import _build, _centre_box
-from lowrankgan.jacobian import jacobian_gram
+from lowrankgan.core.jacobian import jacobian_gram
 resolution, chunk, view, fuse = (int(a) for a in sys.argv[2:6])
 model, w = _build(resolution)
 mask = _centre_box(resolution)

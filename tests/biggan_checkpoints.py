@@ -1,7 +1,7 @@
 """Test helper that WRITES a small random BigGAN-deep in the HF pytorch-pretrained-BigGAN format.
 
 The key names, shapes and spectral-norm triplets are spelled out here from FORMATS.md section 4,
-independently of `lowrankgan.models.biggan`, so loading the written folder checks the reader
+independently of `lowrankgan.models.biggan.network`, so loading the written folder checks the reader
 against the spec rather than against itself.
 """
 

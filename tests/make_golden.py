@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from lowrankgan import load_model
-from lowrankgan.render import to_uint8
+from lowrankgan.report.render import to_uint8
 
 DATA = Path(__file__).parent / "data"
 CASES = [("dcgan-faces", None, 0), ("omniart-eyes", "blue", 0)]

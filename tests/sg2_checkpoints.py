@@ -2,7 +2,7 @@
 
 Each writer takes a NVIDIA-named state (`random_state`) and applies the inverse of the documented
 conversion (/work/shared/FORMATS.md sections 1-2), written independently of the readers in
-`lowrankgan.models.stylegan2_formats`, so a round trip checks both against the spec.
+`lowrankgan.models.stylegan2.formats`, so a round trip checks both against the spec.
 
 The NVIDIA and TF writers build the real pickle structure: they register fake `torch_utils`,
 `dnnlib` modules in `sys.modules` only while pickling (pickle needs to find the globals by name)

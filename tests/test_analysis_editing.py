@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lowrankgan import Analysis, UserInputError, analyze, edit_analysis, load_model, locality
-from lowrankgan.editing import one_shot, parse_strengths
+from lowrankgan.pipeline.editing import one_shot, parse_strengths
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,14 @@ from torch import nn
 import sg2_checkpoints as sg2
 from biggan_checkpoints import write_biggan
 from lowrankgan import UserInputError, analyze, load_model
-from lowrankgan.baselines import (
+from lowrankgan.core.baselines import (
     by_region_response,
     ganspace_directions,
     latent_layer_weights,
     sefa_directions,
 )
 from lowrankgan.models.base import Model
-from lowrankgan.models.stylegan2 import random_stylegan2, style_affines
+from lowrankgan.models.stylegan2.network import random_stylegan2, style_affines
 from structured import LATENT_DIM, layered_structured_model, structured_model
 
 

@@ -12,7 +12,7 @@ from torch.func import jvp, vmap
 
 from biggan_checkpoints import write_biggan
 from lowrankgan.errors import UserInputError
-from lowrankgan.models.biggan import (
+from lowrankgan.models.biggan.network import (
     BigGANDeep,
     load_biggan,
     read_config,

@@ -13,7 +13,7 @@ import torch
 
 from biggan_checkpoints import write_biggan
 from lowrankgan import UserInputError, analyze, load_model
-from lowrankgan.models.biggan import truncated_normal
+from lowrankgan.models.biggan.network import truncated_normal
 
 SCRIPT = Path(sys.executable).parent / "lowrankgan"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -14,7 +14,7 @@ import torch
 
 import sg2_checkpoints as sg2
 from lowrankgan import load_model
-from lowrankgan.models.stylegan2 import random_stylegan2
+from lowrankgan.models.stylegan2.network import random_stylegan2
 
 SCRIPT = Path(sys.executable).parent / "lowrankgan"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from lowrankgan import AnalysisSettings, locality
-from lowrankgan.evaluation import (
+from lowrankgan.pipeline.evaluation import (
     COLUMNS,
     EvaluationConfig,
     cell_path,
@@ -28,7 +28,7 @@ from lowrankgan.evaluation import (
     read_results,
     run_cells,
 )
-from lowrankgan.evaluation_report import head_to_head, ranking, stat, write_outputs
+from lowrankgan.report.evaluation import head_to_head, ranking, stat, write_outputs
 from structured import layered_structured_model
 
 SCRIPT = Path(sys.executable).with_name("lowrankgan")
@@ -159,7 +159,7 @@ def test_statistics_by_hand():
 
 
 def test_report_strength():
-    from lowrankgan.evaluation_report import report_strength
+    from lowrankgan.report.evaluation import report_strength
 
     assert report_strength([1.0, 2.0, 3.0, 5.0]) == 2.0
     assert report_strength([-3.0, 3.0]) == 3.0
@@ -300,7 +300,7 @@ def test_path_following_edits(tmp_path: Path):
 def family_files(tmp_path_factory) -> dict[str, Path]:
     import sg2_checkpoints as sg2
     from biggan_checkpoints import write_biggan
-    from lowrankgan.models.stylegan2 import random_stylegan2
+    from lowrankgan.models.stylegan2.network import random_stylegan2
 
     folder = tmp_path_factory.mktemp("families")
     generator = random_stylegan2(resolution=16, channels_max=16, z_dim=8, w_dim=8)

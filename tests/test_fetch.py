@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 
 from hostile import ENV, assert_refused, run_console, tree
-from lowrankgan import fetch as fetch_mod
 from lowrankgan.errors import UserInputError
-from lowrankgan.fetch import cache_dir, fetch, fetch_model
-from lowrankgan.zoo import ZOO, ZooEntry, list_zoo, zoo_entry
+from lowrankgan.zoo import download as fetch_mod
+from lowrankgan.zoo.catalogue import ZOO, ZooEntry, list_zoo, zoo_entry
+from lowrankgan.zoo.download import cache_dir, fetch, fetch_model
 
 PAYLOAD = np.random.default_rng(1234).integers(0, 256, 3 * 1024 * 1024, dtype=np.uint8).tobytes()
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -721,8 +721,9 @@ def test_console_refuses_a_symlinked_part(srv: ServerState, tmp_path: Path) -> N
 
 _CLI_WITH_LOCAL_ENTRY = """
 import dataclasses, sys
-from lowrankgan import fetch, zoo
-from lowrankgan.cli import main
+from lowrankgan.zoo import catalogue as zoo
+from lowrankgan.zoo import download as fetch
+from lowrankgan.cli.commands import main
 fetch.RATE_WINDOW_S, fetch.MIN_RATE_BYTES_S = 0.4, 1000
 zoo.ZOO["hostile"] = dataclasses.replace(
     zoo.zoo_entry("ffhq-1024"), name="hostile", url=sys.argv[1], filename="weights.pkl",

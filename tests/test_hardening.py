@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 
 from hostile import ENV, SCRIPT, assert_refused, run_console, tree
-from lowrankgan import artifacts
-from lowrankgan.analysis import Analysis
-from lowrankgan.cli import main
-from lowrankgan.datafiles import read_json, read_npy, read_npz
+from lowrankgan.cli.commands import main
 from lowrankgan.errors import UserInputError
+from lowrankgan.io import artifacts
+from lowrankgan.io.datafiles import read_json, read_npy, read_npz
 from lowrankgan.limits import check_at_most, limit
+from lowrankgan.pipeline.analysis import Analysis
 
 FACES = ("--model", "dcgan-faces")
 

@@ -33,7 +33,7 @@ import sg2_checkpoints as sg2
 from hostile import ConsoleRun, assert_refused, run_console
 from lowrankgan.errors import UserInputError
 from lowrankgan.models.checkpoints import load_state_file, safe_torch_load
-from lowrankgan.models.stylegan2_formats import (
+from lowrankgan.models.stylegan2.formats import (
     EasyDictStub,
     TFNetworkStub,
     _RestrictedUnpickler,
@@ -551,7 +551,7 @@ def test_build_cannot_change_shared_objects(tmp_path: Path) -> None:
     ordered_dict = glob("collections", "OrderedDict")
     rebuild_global = glob("torch._utils", "_rebuild_tensor_v2")
     network = glob("dnnlib.tflib.network", "Network")
-    stubs = "the class lowrankgan.models.stylegan2_formats"
+    stubs = "the class lowrankgan.models.stylegan2.formats"
     hostile = [
         ("the function", build_on(rebuild_global, "__defaults__", MARK + num(1) + TUPLE)),
         (f"{stubs}.TFNetworkStub", build_on(network, "__setstate__", ordered_dict)),

@@ -25,7 +25,7 @@ from biggan_checkpoints import write_biggan
 from hostile import ConsoleRun, assert_refused, run_console
 from lowrankgan import UserInputError, load_model
 from lowrankgan.models import biggan as biggan_module
-from lowrankgan.models.biggan import (
+from lowrankgan.models.biggan.network import (
     BigGANDeep,
     config_state_elements,
     load_biggan,

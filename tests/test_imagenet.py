@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lowrankgan import UserInputError
-from lowrankgan.models.imagenet import imagenet_class, imagenet_classes
+from lowrankgan.models.biggan.imagenet import imagenet_class, imagenet_classes
 
 
 def test_the_list_is_complete_and_ordered():

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from lowrankgan import jacobian_gram, load_model
-from lowrankgan.jacobian import (
+from lowrankgan.core.jacobian import (
     analysis_view,
     chunk_size_for,
     gram_from_field,

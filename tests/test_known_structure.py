@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lowrankgan import analyze, edit, jacobian_gram
-from lowrankgan.editing import follow_path, one_shot
+from lowrankgan.pipeline.editing import follow_path, one_shot
 from structured import LATENT_DIM, SIZE, structured_model
 
 

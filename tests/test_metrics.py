@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from lowrankgan.metrics import locality
+from lowrankgan.core.metrics import locality
 
 
 def test_hand_computed_two_by_two():

@@ -15,7 +15,7 @@ from torch import nn
 
 from lowrankgan import UserInputError, list_models, load_model
 from lowrankgan.models.registry import BUILTIN
-from lowrankgan.render import to_uint8
+from lowrankgan.report.render import to_uint8
 from make_golden import CASES, DATA, golden_name
 
 

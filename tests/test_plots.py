@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lowrankgan.plots import (
+from lowrankgan.report.charts import (
     PALETTE,
     Series,
     chart_layout,

@@ -12,16 +12,18 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-from lowrankgan import artifacts, render
-from lowrankgan.artifacts import (
+from lowrankgan.errors import UserInputError
+from lowrankgan.io import artifacts
+from lowrankgan.io.artifacts import (
     atomic_write_bytes,
     atomic_write_text,
     check_writable_dir,
     save_npz_atomic,
     staged_output,
 )
-from lowrankgan.errors import UserInputError
-from lowrankgan.render import (
+from lowrankgan.report import render
+from lowrankgan.report.html import Figure, ReportSection, render_html, write_report
+from lowrankgan.report.render import (
     INFERNO_ANCHORS,
     apply_colormap,
     change_heatmap,
@@ -33,7 +35,6 @@ from lowrankgan.render import (
     to_uint8,
     upscale,
 )
-from lowrankgan.report import Figure, ReportSection, render_html, write_report
 
 
 def _random_image(seed: int, size: int = 16) -> np.ndarray:

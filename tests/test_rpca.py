@@ -1,4 +1,4 @@
-"""Tests for `lowrankgan.rpca`: principal component pursuit solvers."""
+"""Tests for `lowrankgan.core.rpca`: principal component pursuit solvers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lowrankgan.rpca import AUTHORS_LAMBDA, rpca, solve_rpca
+from lowrankgan.core.rpca import AUTHORS_LAMBDA, rpca, solve_rpca
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -16,7 +16,7 @@ import torch
 from torch.func import jvp, vmap
 
 from lowrankgan.errors import UserInputError
-from lowrankgan.models.stylegan2 import (
+from lowrankgan.models.stylegan2.network import (
     StyleGAN2Config,
     StyleGAN2Generator,
     build_stylegan2,

@@ -16,7 +16,7 @@ import torch
 
 import sg2_checkpoints as sg2
 from lowrankgan.errors import UserInputError
-from lowrankgan.models.stylegan2_formats import (
+from lowrankgan.models.stylegan2.formats import (
     SG2Checkpoint,
     detect_stylegan2_format,
     read_nvidia_pkl,

@@ -10,8 +10,8 @@ import torch
 
 import sg2_checkpoints as sg2
 from lowrankgan import UserInputError, analyze, load_model
-from lowrankgan.models.stylegan2 import build_stylegan2, random_stylegan2
-from lowrankgan.models.stylegan2_model import FACE_PRESETS_256
+from lowrankgan.models.stylegan2.family import FACE_PRESETS_256
+from lowrankgan.models.stylegan2.network import build_stylegan2, random_stylegan2
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_wplus_with_every_layer_is_w_repeated(pkl, generator):
 
 
 def test_wplus_layer_selection_drives_only_those_layers(pkl, generator):
-    from lowrankgan.models.stylegan2_model import lift_w_directions, wplus_latent_from_code
+    from lowrankgan.models.stylegan2.family import lift_w_directions, wplus_latent_from_code
 
     model = load_model(pkl, space="wplus", layers="1-2", truncation=1.0)
     assert model.latent_dim == 3 * 16  # layers 1 and 2, plus one shared block

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lowrankgan.subspace import (
+from lowrankgan.core.subspace import (
     canonical_signs,
     contrast_directions,
     eig_desc,

@@ -6,16 +6,16 @@ subspaces -> directions -> edits -> images and artifacts.
 
 __version__ = "0.1.0"
 
-from .analysis import Analysis, AnalysisSettings, analyze  # noqa: E402
-from .editing import edit, edit_analysis  # noqa: E402
-from .errors import UserInputError  # noqa: E402
-from .evaluation import EvaluationConfig, run_cells  # noqa: E402
-from .evaluation_report import evaluate  # noqa: E402
-from .jacobian import jacobian_field, jacobian_gram  # noqa: E402
-from .metrics import locality  # noqa: E402
-from .models import Model, list_models, load_model  # noqa: E402
-from .regions import region_mask  # noqa: E402
-from .rpca import rpca, solve_rpca  # noqa: E402
+from lowrankgan.core.jacobian import jacobian_field, jacobian_gram  # noqa: E402
+from lowrankgan.core.metrics import locality  # noqa: E402
+from lowrankgan.core.rpca import rpca, solve_rpca  # noqa: E402
+from lowrankgan.errors import UserInputError  # noqa: E402
+from lowrankgan.models import Model, list_models, load_model  # noqa: E402
+from lowrankgan.pipeline.analysis import Analysis, AnalysisSettings, analyze  # noqa: E402
+from lowrankgan.pipeline.editing import edit, edit_analysis  # noqa: E402
+from lowrankgan.pipeline.evaluation import EvaluationConfig, run_cells  # noqa: E402
+from lowrankgan.regions import region_mask  # noqa: E402
+from lowrankgan.report.evaluation import evaluate  # noqa: E402
 
 __all__ = [
     "Analysis",

@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from .errors import UserInputError
+from lowrankgan.errors import UserInputError
 
 __all__ = ["LIMITS", "Limit", "check_at_most", "human_bytes", "limit"]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .datafiles import read_mask_image
-from .errors import UserInputError
-from .models.base import Model
-from .shapes import Box
+from lowrankgan.errors import UserInputError
+from lowrankgan.io.datafiles import read_mask_image
+from lowrankgan.models.base import Model
+from lowrankgan.shapes import Box
 
 RegionSpec = str | Path | torch.Tensor | np.ndarray
 

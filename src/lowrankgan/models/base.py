@@ -21,8 +21,8 @@ from functools import cached_property
 import torch
 from torch import nn
 
-from ..errors import UserInputError
-from ..shapes import Shape
+from lowrankgan.errors import UserInputError
+from lowrankgan.shapes import Shape
 
 #: synthesize function: (network, latents (B, d), condition (B, K) one-hot or None) -> images
 SynthesisFn = Callable[[nn.Module, torch.Tensor, "torch.Tensor | None"], torch.Tensor]

@@ -41,9 +41,9 @@ from typing import Any, BinaryIO
 
 import torch
 
-from ..datafiles import MAX_DEFLATE_RATIO, open_checked_zip
-from ..errors import UserInputError, one_line
-from ..limits import LIMITS, check_at_most, human_bytes, limit
+from lowrankgan.errors import UserInputError, one_line
+from lowrankgan.io.datafiles import MAX_DEFLATE_RATIO, open_checked_zip
+from lowrankgan.limits import LIMITS, check_at_most, human_bytes, limit
 
 __all__ = [
     "MAX_DEFLATE_RATIO",

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserInputError
-from ..limits import LIMITS, check_at_most, limit
+from lowrankgan.errors import UserInputError
+from lowrankgan.limits import LIMITS, check_at_most, limit
 
 # `main.{i}.*` as saved from the tutorial's `self.main = nn.Sequential(...)`, or a bare
 # `nn.Sequential`'s `{i}.*`. At most 9 digits: Python refuses to convert 4300-digit strings.

@@ -26,14 +26,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import UserInputError
-from ..shapes import Box, Difference, Ellipse, Shape, Union
-from .base import Model
-from .biggan_model import biggan_model
-from .checkpoints import check_torch_zip, find_state_dict, load_state_file
-from .dcgan import build_dcgan, is_dcgan_state, synthesize_dcgan
-from .stylegan2_formats import is_torch_file, read_stylegan2_checkpoint
-from .stylegan2_model import stylegan2_model
+from lowrankgan.errors import UserInputError
+from lowrankgan.models.base import Model
+from lowrankgan.models.biggan.family import biggan_model
+from lowrankgan.models.checkpoints import check_torch_zip, find_state_dict, load_state_file
+from lowrankgan.models.dcgan import build_dcgan, is_dcgan_state, synthesize_dcgan
+from lowrankgan.models.stylegan2.family import stylegan2_model
+from lowrankgan.models.stylegan2.formats import is_torch_file, read_stylegan2_checkpoint
+from lowrankgan.shapes import Box, Difference, Ellipse, Shape, Union
 
 
 def generic_presets(height: int, width: int) -> dict[str, Shape]:

@@ -1,7 +1,8 @@
 """The model zoo: official StyleGAN2 checkpoints lowrankgan knows how to download.
 
 This module owns the catalogue only (names, URLs, file names, published sizes and SHA-256
-digests, licences); `lowrankgan.fetch` does the downloading and `lowrankgan.models` the loading.
+digests, licences); `lowrankgan.zoo.download` does the downloading and `lowrankgan.models`
+the loading.
 
 Naming scheme: `<dataset>-<resolution>` for NVIDIA's PyTorch StyleGAN2 pickles on NGC (the
 default choice), with a suffix for the other releases of the same model family: `-ada` for the
@@ -23,7 +24,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import UserInputError
+from lowrankgan.errors import UserInputError
 
 ZooFormat = Literal["nvidia-pkl", "tf-pkl", "biggan-hf"]
 

@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import UserInputError, one_line
-from ..limits import check_at_most, limit
-from .checkpoints import (
+from lowrankgan.errors import UserInputError, one_line
+from lowrankgan.limits import check_at_most, limit
+from lowrankgan.models.checkpoints import (
     BoundedUnpickler,
     check_attribute_state,
     check_tensor,

@@ -10,13 +10,13 @@ import difflib
 from functools import cache
 from importlib import resources
 
-from ..errors import UserInputError
+from lowrankgan.errors import UserInputError
 
 
 @cache
 def imagenet_classes() -> tuple[str, ...]:
     """The 1000 class names in index order."""
-    text = resources.files("lowrankgan").joinpath("data/imagenet_classes.txt").read_text()
+    text = resources.files("lowrankgan").joinpath("data", "imagenet_classes.txt").read_text()
     names = tuple(line for line in text.splitlines() if line and not line.startswith("#"))
     if len(names) != 1000 or len(set(names)) != 1000:
         raise RuntimeError("imagenet_classes.txt must hold 1000 distinct names")

@@ -19,7 +19,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .analysis import (
+from lowrankgan.core.jacobian import analysis_view, gram_from_field, jacobian_field, mask_weights
+from lowrankgan.core.subspace import eig_desc
+from lowrankgan.errors import UserInputError
+from lowrankgan.limits import check_at_most
+from lowrankgan.models.base import Model
+from lowrankgan.pipeline.analysis import (
     Analysis,
     AnalysisSettings,
     check_analysis_fits,
@@ -28,12 +33,7 @@ from .analysis import (
     region_grams,
     resolved_settings,
 )
-from .errors import UserInputError
-from .jacobian import analysis_view, gram_from_field, jacobian_field, mask_weights
-from .limits import check_at_most
-from .models.base import Model
-from .regions import RegionSpec, complement, region_mask
-from .subspace import eig_desc
+from lowrankgan.regions import RegionSpec, complement, region_mask
 
 DEFAULT_STEP = 0.25
 

@@ -17,15 +17,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
-from .analysis import Analysis, analyze
-from .artifacts import staged_output
-from .editing import edit_analysis
-from .metrics import locality
-from .models import load_model
-from .outputs import render_latents, strength_label
-from .render import change_heatmap, gif_bytes, image_grid, overlay_region, png_bytes, upscale
-from .report import Figure, ReportSection, write_report
+from lowrankgan import __version__
+from lowrankgan.core.metrics import locality
+from lowrankgan.io.artifacts import staged_output
+from lowrankgan.models import load_model
+from lowrankgan.pipeline.analysis import Analysis, analyze
+from lowrankgan.pipeline.editing import edit_analysis
+from lowrankgan.report.html import Figure, ReportSection, write_report
+from lowrankgan.report.outputs import render_latents, strength_label
+from lowrankgan.report.render import (
+    change_heatmap,
+    gif_bytes,
+    image_grid,
+    overlay_region,
+    png_bytes,
+    upscale,
+)
 
 DEMO_MODEL = "dcgan-faces"
 DEMO_STRENGTHS = (-4.0, -2.0, 0.0, 2.0, 4.0)
@@ -49,7 +56,7 @@ def run_demo(
     model = load_model(DEMO_MODEL, device=device)
     for region in regions:
         if region not in model.presets:
-            from .errors import UserInputError
+            from lowrankgan.errors import UserInputError
 
             raise UserInputError(
                 f"unknown region {region!r} for the demo; presets: {', '.join(model.presets)}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import UserInputError
+from lowrankgan.errors import UserInputError
 
 
 def symmetrize(matrix: torch.Tensor) -> torch.Tensor:

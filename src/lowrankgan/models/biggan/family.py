@@ -13,9 +13,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import Model
-from .biggan import BigGANDeep, check_truncation, load_biggan, truncated_normal
-from .imagenet import imagenet_classes
+from lowrankgan.models.base import Model
+from lowrankgan.models.biggan.imagenet import imagenet_classes
+from lowrankgan.models.biggan.network import (
+    BigGANDeep,
+    check_truncation,
+    load_biggan,
+    truncated_normal,
+)
 
 #: The truncation of BigGAN demos when none is given.
 DEFAULT_TRUNCATION = 0.4
@@ -37,7 +42,7 @@ def biggan_model(folder: Path, *, name: str, truncation: float | None = None) ->
     def sample(model: Model, seed: int) -> torch.Tensor:
         return truncated_normal(1, config.z_dim, psi, seed)[0].to(model.device, model.dtype)
 
-    from .registry import generic_presets  # the registry imports this module
+    from lowrankgan.models.registry import generic_presets  # the registry imports this module
 
     size = config.output_dim
     return Model(

@@ -4,7 +4,7 @@ This module owns getting bytes from a URL onto disk safely. A download streams i
 `<dest>/<filename>.part` while hashing, resumes with a `Range` request after a dropped
 connection (or from a `.part` left by an earlier run), checks the size and SHA-256 it was given,
 and only then moves the file into place with an atomic rename, so a file under its final name is
-always complete. What to download is decided by `lowrankgan.zoo`.
+always complete. What to download is decided by `lowrankgan.zoo.catalogue`.
 
 A server is not trusted to behave. A body is never read past the size it must have (the pinned
 size, else `limit("download_bytes")`), and a `Content-Length` / `Content-Range` announcing more
@@ -40,10 +40,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import __version__
-from .errors import UserInputError
-from .limits import LIMITS, check_at_most, limit
-from .zoo import ZooEntry, zoo_entry
+from lowrankgan import __version__
+from lowrankgan.errors import UserInputError
+from lowrankgan.limits import LIMITS, check_at_most, limit
+from lowrankgan.zoo.catalogue import ZooEntry, zoo_entry
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import IO, Any, BinaryIO
 
 import numpy as np
 
-from .errors import UserInputError, one_line
-from .limits import check_at_most, human_bytes, limit
+from lowrankgan.errors import UserInputError, one_line
+from lowrankgan.limits import check_at_most, human_bytes, limit
 
 __all__ = [
     "open_checked_zip",

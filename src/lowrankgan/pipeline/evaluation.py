@@ -36,8 +36,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
-from .analysis import (
+from lowrankgan import __version__
+from lowrankgan.core.baselines import GLOBAL_METHODS, global_directions
+from lowrankgan.core.metrics import locality
+from lowrankgan.errors import UserInputError
+from lowrankgan.io.artifacts import atomic_write_text, save_npz_atomic
+from lowrankgan.limits import check_at_most
+from lowrankgan.models.base import Model
+from lowrankgan.pipeline.analysis import (
     AnalysisSettings,
     LocalDirections,
     directions_from_grams,
@@ -46,14 +52,8 @@ from .analysis import (
     resolved_settings,
     summed_grams,
 )
-from .artifacts import atomic_write_text, save_npz_atomic
-from .baselines import GLOBAL_METHODS, global_directions
-from .editing import DEFAULT_STEP, check_path_work, edit, follow_path, one_shot
-from .errors import UserInputError
-from .limits import check_at_most
-from .metrics import locality
-from .models.base import Model
-from .regions import keep_mask, region_mask
+from lowrankgan.pipeline.editing import DEFAULT_STEP, check_path_work, edit, follow_path, one_shot
+from lowrankgan.regions import keep_mask, region_mask
 
 EVAL_METHODS = ("lowrank", "contrast", "jacobian", "sefa", "ganspace", "multi")
 #: The images a direction is transferred to are seeds TRANSFER_SEED_BASE, +1, ...: the same

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserInputError
+from lowrankgan.errors import UserInputError
 
 __all__ = [
     "StyleGAN2Config",

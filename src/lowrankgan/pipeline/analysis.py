@@ -21,23 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
-from .artifacts import atomic_write_text, save_npz_atomic
-from .baselines import (
+from lowrankgan import __version__
+from lowrankgan.core.baselines import (
     DEFAULT_PCA_SAMPLES,
     DEFAULT_TOP_K,
     GLOBAL_METHODS,
     by_region_response,
     global_directions,
 )
-from .datafiles import read_json, read_npy, read_npz
-from .errors import UserInputError, one_line
-from .jacobian import gram_from_field, jacobian_field, mask_weights, sketch_gram
-from .limits import check_at_most, limit
-from .models.base import Model
-from .regions import RegionSpec, describe, keep_mask, region_mask
-from .rpca import solve_rpca
-from .subspace import (
+from lowrankgan.core.jacobian import gram_from_field, jacobian_field, mask_weights, sketch_gram
+from lowrankgan.core.rpca import solve_rpca
+from lowrankgan.core.subspace import (
     check_rank,
     contrast_directions,
     eig_desc,
@@ -48,6 +42,12 @@ from .subspace import (
     projected_directions,
     response,
 )
+from lowrankgan.errors import UserInputError, one_line
+from lowrankgan.io.artifacts import atomic_write_text, save_npz_atomic
+from lowrankgan.io.datafiles import read_json, read_npy, read_npz
+from lowrankgan.limits import check_at_most, limit
+from lowrankgan.models.base import Model
+from lowrankgan.regions import RegionSpec, describe, keep_mask, region_mask
 
 #: Local methods (from the region's and kept region's Gram matrices) and global baselines
 #: (from the network alone; the analysis orders their candidates by region response).

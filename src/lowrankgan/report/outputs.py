@@ -15,10 +15,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .analysis import Analysis
-from .artifacts import atomic_write_bytes, save_npz_atomic
-from .models.base import Model
-from .render import gif_bytes, image_grid, overlay_region, png_bytes, to_uint8, upscale
+from lowrankgan.io.artifacts import atomic_write_bytes, save_npz_atomic
+from lowrankgan.models.base import Model
+from lowrankgan.pipeline.analysis import Analysis
+from lowrankgan.report.render import (
+    gif_bytes,
+    image_grid,
+    overlay_region,
+    png_bytes,
+    to_uint8,
+    upscale,
+)
 
 
 def render_latents(model: Model, latents: torch.Tensor, batch: int = 16) -> np.ndarray:

@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .errors import UserInputError
-from .models.base import Model
-from .subspace import canonical_signs, eig_desc, response
+from lowrankgan.core.subspace import canonical_signs, eig_desc, response
+from lowrankgan.errors import UserInputError
+from lowrankgan.models.base import Model
 
 GLOBAL_METHODS = ("sefa", "ganspace")
 #: Candidates a global method offers to the region selection.

@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import UserInputError
-from ..shapes import Box, Difference, Ellipse, Shape
-from .base import Model
-from .stylegan2 import StyleGAN2Generator, build_stylegan2, style_affines
-from .stylegan2_formats import SG2Checkpoint
+from lowrankgan.errors import UserInputError
+from lowrankgan.models.base import Model
+from lowrankgan.models.stylegan2.formats import SG2Checkpoint
+from lowrankgan.models.stylegan2.network import StyleGAN2Generator, build_stylegan2, style_affines
+from lowrankgan.shapes import Box, Difference, Ellipse, Shape
 
 SPACES = ("w", "z", "wplus")
 
@@ -171,7 +171,7 @@ def stylegan2_model(
         raise UserInputError(
             f"unknown preset family {family!r}; choose {', '.join(PRESET_FAMILIES)}"
         )
-    from .registry import generic_presets  # the registry imports this module
+    from lowrankgan.models.registry import generic_presets  # the registry imports this module
 
     all_presets = generic_presets(config.resolution, config.resolution)
     all_presets.update(scaled_presets(family, config.resolution))

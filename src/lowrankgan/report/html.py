@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lowrankgan.artifacts import atomic_write_text
+from lowrankgan.io.artifacts import atomic_write_text
 
 __all__ = ["Figure", "ReportSection", "render_html", "write_report"]
 

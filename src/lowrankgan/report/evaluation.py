@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
-from .analysis import AnalysisSettings
-from .artifacts import atomic_write_bytes, atomic_write_text, staged_output
-from .editing import DEFAULT_STEP
-from .evaluation import (
+from lowrankgan import __version__
+from lowrankgan.io.artifacts import atomic_write_bytes, atomic_write_text, staged_output
+from lowrankgan.models.base import Model
+from lowrankgan.pipeline.analysis import AnalysisSettings
+from lowrankgan.pipeline.editing import DEFAULT_STEP
+from lowrankgan.pipeline.evaluation import (
     DEFAULT_SAMPLES,
     DEFAULT_TRANSFER,
     EVAL_METHODS,
@@ -34,12 +35,11 @@ from .evaluation import (
     csv_text,
     run_cells,
 )
-from .models.base import Model
-from .outputs import render_latents, strength_label
-from .plots import Series, line_chart
-from .regions import region_mask
-from .render import change_heatmap, image_grid, overlay_region, png_bytes, upscale
-from .report import Figure, ReportSection, render_html
+from lowrankgan.regions import region_mask
+from lowrankgan.report.charts import Series, line_chart
+from lowrankgan.report.html import Figure, ReportSection, render_html
+from lowrankgan.report.outputs import render_latents, strength_label
+from lowrankgan.report.render import change_heatmap, image_grid, overlay_region, png_bytes, upscale
 
 #: The strength the ranking and head-to-head tables use when the run has it.
 PREFERRED_STRENGTH = 2.0

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .models.base import Model
+from lowrankgan.models.base import Model
 
 DEFAULT_CPU_BUDGET = 1 << 30  # bytes
 CPU_CHUNK_CAP = 128

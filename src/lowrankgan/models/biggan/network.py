@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..datafiles import read_json
-from ..errors import UserInputError
-from ..limits import check_at_most
-from .checkpoints import load_state_file
+from lowrankgan.errors import UserInputError
+from lowrankgan.io.datafiles import read_json
+from lowrankgan.limits import check_at_most
+from lowrankgan.models.checkpoints import load_state_file
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "pytorch_model.bin"

@@ -18,8 +18,15 @@ import click
 import numpy as np
 import torch
 
-from . import __version__
-from .analysis import (
+from lowrankgan import __version__
+from lowrankgan.core.baselines import DEFAULT_PCA_SAMPLES, DEFAULT_TOP_K
+from lowrankgan.errors import UserInputError
+from lowrankgan.io.artifacts import check_writable_dir, staged_output
+from lowrankgan.io.datafiles import read_npy
+from lowrankgan.limits import limit
+from lowrankgan.models import Model, list_models, load_model
+from lowrankgan.models.stylegan2.family import lift_w_directions, wplus_latent_from_code
+from lowrankgan.pipeline.analysis import (
     AUTHORS_SETTINGS,
     METHODS,
     Analysis,
@@ -29,17 +36,15 @@ from .analysis import (
     directions_analysis,
     load_direction_file,
 )
-from .artifacts import check_writable_dir, staged_output
-from .baselines import DEFAULT_PCA_SAMPLES, DEFAULT_TOP_K
-from .datafiles import read_npy
-from .editing import DEFAULT_STEP, check_path_work, edit_analysis, parse_strengths
-from .errors import UserInputError
-from .evaluation import DEFAULT_SAMPLES, DEFAULT_TRANSFER, EVAL_METHODS
-from .fetch import cache_location
-from .limits import limit
-from .models import Model, list_models, load_model
-from .models.stylegan2_model import lift_w_directions, wplus_latent_from_code
-from .zoo import list_zoo
+from lowrankgan.pipeline.editing import (
+    DEFAULT_STEP,
+    check_path_work,
+    edit_analysis,
+    parse_strengths,
+)
+from lowrankgan.pipeline.evaluation import DEFAULT_SAMPLES, DEFAULT_TRANSFER, EVAL_METHODS
+from lowrankgan.zoo.catalogue import list_zoo
+from lowrankgan.zoo.download import cache_location
 
 EXIT_USAGE = 2
 #: OS errors that are the machine's state, not a bug: reported in one line, exit 2.
@@ -385,7 +390,7 @@ def models_command() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fetch_command(name: str, cache: Path | None, no_verify: bool, quiet: bool) -> None:
     """Download a zoo checkpoint (resumable, verified) and print its path."""
-    from .fetch import fetch_model
+    from lowrankgan.zoo.download import fetch_model
 
     if cache is not None:
         check_writable_dir(cache)
@@ -522,7 +527,7 @@ def edit_command(
     **kw,
 ) -> None:  # noqa: ANN001
     """Edit images along a local direction; writes edits.npz, edits.png and edits.gif."""
-    from .outputs import EditWriter
+    from lowrankgan.report.outputs import EditWriter
 
     values = parse_strengths(strengths)
     if not (math.isfinite(step) and step > 0):
@@ -673,8 +678,8 @@ def evaluate_command(
     Resumable: finished cells (method, region, seed) are kept in OUT/cells and not recomputed
     when the same command runs again.
     """
-    from .evaluation import parse_regions
-    from .evaluation_report import evaluate
+    from lowrankgan.pipeline.evaluation import parse_regions
+    from lowrankgan.report.evaluation import evaluate
 
     method_list = tuple(m.strip() for m in methods.split(",") if m.strip())
     seed_list = tuple(parse_seeds(seeds))
@@ -712,7 +717,7 @@ def evaluate_command(
 @click.option("--quiet", is_flag=True)
 def demo_command(out: Path, device: str, seeds: str, regions: str, quiet: bool) -> None:
     """Local edits of the built-in face GAN, with an HTML report."""
-    from .demo import run_demo
+    from lowrankgan.report.demo import run_demo
 
     check_writable_dir(out)
     seed_list = parse_seeds(seeds)

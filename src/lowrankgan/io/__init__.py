@@ -1,0 +1,1 @@
+"""Files: bounded readers for untrusted data files and atomic, staged writers for outputs."""

@@ -1,0 +1,1 @@
+"""BigGAN-deep: the network, its ImageNet classes and the family's z space."""

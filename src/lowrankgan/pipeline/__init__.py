@@ -1,0 +1,1 @@
+"""The pipeline: settings -> analysis (Grams, robust PCA, directions) -> edits -> evaluation."""

@@ -1,0 +1,1 @@
+"""The catalogue of official checkpoints and their verified download."""
