@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lowrankgan.core.jacobian import jacobian_gram, sketch_gram
+from lowrankgan.core.gram import jacobian_gram, sketch_gram
 from lowrankgan.models.base import Model
 from lowrankgan.models.biggan.network import BigGANConfig, BigGANDeep, truncated_normal
 from measure import rounds

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import torch
 
 from lowrankgan.core import jacobian as jac
-from lowrankgan.core.jacobian import chunk_size_for, jacobian_field, jacobian_gram
+from lowrankgan.core.gram import jacobian_gram
+from lowrankgan.core.jacobian import chunk_size_for, jacobian_field
 from lowrankgan.models import Model, load_model
 from measure import MALLOC_ENV, RSS_PRELUDE, Timing, overlap, rounds
 

@@ -21,8 +21,9 @@ import torch
 
 from lowrankgan.core.metrics import Locality, locality
 from lowrankgan.models import Model, load_model
-from lowrankgan.pipeline.analysis import AUTHORS_SETTINGS, Analysis, analyze
+from lowrankgan.pipeline.analysis import Analysis, analyze
 from lowrankgan.pipeline.editing import follow_path, one_shot, settings_of
+from lowrankgan.pipeline.settings import AUTHORS_SETTINGS
 
 _MODEL = "dcgan-faces"
 _SEEDS = (0, 1, 2, 3, 4)

@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 
 from lowrankgan.core import jacobian as jac
-from lowrankgan.core.jacobian import chunk_size_for, jacobian_field, jacobian_gram, sketch_gram
+from lowrankgan.core.gram import jacobian_gram, sketch_gram
+from lowrankgan.core.jacobian import chunk_size_for, jacobian_field
 from lowrankgan.models import Model
 from lowrankgan.models.stylegan2.network import random_stylegan2
 from lowrankgan.shapes import Box

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lowrankgan import Analysis, UserInputError, analyze, edit_analysis, load_model, locality
+from lowrankgan.io.analysis_files import ANALYSIS_ARRAYS
 from lowrankgan.pipeline.editing import one_shot, parse_strengths
 
 
@@ -49,7 +50,7 @@ def test_analysis_fields_and_round_trip(tmp_path: Path, eyes_analysis: Analysis)
     assert n == d - a.info["ranks"]["keep"]
     a.save(tmp_path)
     again = Analysis.load(tmp_path / "analysis.npz")
-    for name in Analysis.ARRAYS:
+    for name in ANALYSIS_ARRAYS:
         np.testing.assert_array_equal(getattr(again, name), getattr(a, name))
     info = json.loads((tmp_path / "analysis.json").read_text())
     assert info["model"] == "dcgan-faces" and info["region"] == "eyes"

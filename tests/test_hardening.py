@@ -25,6 +25,7 @@ from hostile import ENV, SCRIPT, assert_refused, run_console, tree
 from lowrankgan.cli.commands import main
 from lowrankgan.errors import UserInputError
 from lowrankgan.io import artifacts
+from lowrankgan.io.analysis_files import ANALYSIS_ARRAYS
 from lowrankgan.io.datafiles import read_json, read_npy, read_npz
 from lowrankgan.limits import check_at_most, limit
 from lowrankgan.pipeline.analysis import Analysis
@@ -499,7 +500,7 @@ def test_analysis_round_trip_is_bit_exact(tmp_path: Path, analysis_dir: Path):
     loaded = Analysis.load(analysis_dir)
     loaded.save(tmp_path)
     again = Analysis.load(tmp_path)
-    for name in Analysis.ARRAYS:
+    for name in ANALYSIS_ARRAYS:
         np.testing.assert_array_equal(getattr(loaded, name), getattr(again, name))
 
 

@@ -10,14 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from lowrankgan import jacobian_gram, load_model
-from lowrankgan.core.jacobian import (
-    analysis_view,
-    chunk_size_for,
-    gram_from_field,
-    jacobian_field,
-    mask_weights,
-    sketch_gram,
-)
+from lowrankgan.core.gram import gram_from_field, mask_weights, sketch_gram
+from lowrankgan.core.jacobian import analysis_view, chunk_size_for, jacobian_field
 from lowrankgan.models.base import Model
 from structured import structured_model
 

@@ -23,19 +23,11 @@ from lowrankgan.core.baselines import DEFAULT_PCA_SAMPLES, DEFAULT_TOP_K
 from lowrankgan.errors import UserInputError
 from lowrankgan.io.artifacts import check_writable_dir, staged_output
 from lowrankgan.io.datafiles import read_npy
+from lowrankgan.io.latents import load_direction_file
 from lowrankgan.limits import limit
 from lowrankgan.models import Model, list_models, load_model
 from lowrankgan.models.stylegan2.family import lift_w_directions, wplus_latent_from_code
-from lowrankgan.pipeline.analysis import (
-    AUTHORS_SETTINGS,
-    METHODS,
-    Analysis,
-    AnalysisSettings,
-    analyze,
-    check_analysis_fits,
-    directions_analysis,
-    load_direction_file,
-)
+from lowrankgan.pipeline.analysis import Analysis, analyze, check_analysis_fits, directions_analysis
 from lowrankgan.pipeline.editing import (
     DEFAULT_STEP,
     check_path_work,
@@ -43,6 +35,7 @@ from lowrankgan.pipeline.editing import (
     parse_strengths,
 )
 from lowrankgan.pipeline.evaluation import DEFAULT_SAMPLES, DEFAULT_TRANSFER, EVAL_METHODS
+from lowrankgan.pipeline.settings import AUTHORS_SETTINGS, METHODS, AnalysisSettings
 from lowrankgan.zoo.catalogue import list_zoo
 from lowrankgan.zoo.download import cache_location
 

@@ -31,7 +31,6 @@ CPU_CHUNK_CAP = 128
 # multiple of the activation bytes of one forward pass. Measured about 1.1x on dcgan-faces
 # (docs/benchmarks.md); 2 leaves room for networks with larger temporaries.
 _ACTIVATION_FACTOR = 2
-_GRAM_BLOCK_BYTES = 64 << 20
 
 
 def analysis_view(
@@ -47,14 +46,6 @@ def analysis_view(
     if fuse_channels:
         images = images.mean(dim=1, keepdim=True)
     return images
-
-
-def mask_weights(masks: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Region weights at the analysis size: `(m, H, W)` bool -> `(m, h, w)` float in [0, 1]."""
-    weights = masks.to(torch.float32)
-    if size is not None and tuple(weights.shape[-2:]) != tuple(size):
-        weights = F.interpolate(weights.unsqueeze(1), size=size, mode="area").squeeze(1)
-    return weights
 
 
 def default_memory_budget(device: torch.device) -> int:
@@ -146,147 +137,3 @@ def jacobian_field(
             field[start : start + block.shape[0]] = block
     assert field is not None
     return field
-
-
-def gram_from_field(field: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Region Gram matrices from one Jacobian field.
-
-    Args:
-        field: `(d, C, h, w)` Jacobian field.
-        weights: `(m, h, w)` non-negative pixel weights (a mask is 0/1).
-
-    Returns:
-        `(m, d, d)` float64: `sum_p w_p sum_c J[:, c, p] J[:, c, p]^T` for each region.
-    """
-    d, channels = field.shape[0], field.shape[1]
-    flat = field.reshape(d, channels, -1)
-    weights = weights.reshape(weights.shape[0], -1).to(field.device)
-    grams = torch.zeros(weights.shape[0], d, d, dtype=torch.float64, device=field.device)
-    block = max(1, _GRAM_BLOCK_BYTES // (8 * d * channels))
-    for i, w in enumerate(weights):
-        pixels = torch.nonzero(w > 0).squeeze(1)
-        scale = w[pixels].to(torch.float64).sqrt()
-        for start in range(0, pixels.numel(), block):
-            idx = pixels[start : start + block]
-            cols = flat[:, :, idx].to(torch.float64) * scale[start : start + block]
-            cols = cols.reshape(d, -1)
-            grams[i] += cols @ cols.T
-    return grams
-
-
-def jacobian_gram(
-    model: Model,
-    latent: torch.Tensor,
-    masks: torch.Tensor,
-    *,
-    size: tuple[int, int] | None = None,
-    fuse_channels: bool = False,
-    chunk_size: int | None = None,
-    memory_budget: int | None = None,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Gram matrices of image regions at `latent`, from one Jacobian field.
-
-    Args:
-        masks: `(H, W)` or `(m, H, W)` bool at the model's output resolution.
-
-    Returns:
-        `(d, d)` or `(m, d, d)` float64: `J_R^T J_R` summed over the region's pixels and
-        channels (in the analysis view when `size`/`fuse_channels` are given).
-    """
-    single = masks.dim() == 2
-    masks = masks.unsqueeze(0) if single else masks
-    field = jacobian_field(
-        model,
-        latent,
-        size=size,
-        fuse_channels=fuse_channels,
-        chunk_size=chunk_size,
-        memory_budget=memory_budget,
-        progress=progress,
-    )
-    grams = gram_from_field(field, mask_weights(masks, field.shape[-2:]))
-    return grams[0] if single else grams
-
-
-def sketch_gram(
-    model: Model,
-    latent: torch.Tensor,
-    masks: torch.Tensor,
-    sketch: int,
-    *,
-    size: tuple[int, int] | None = None,
-    fuse_channels: bool = False,
-    seed: int = 0,
-    chunk_size: int | None = None,
-    memory_budget: int | None = None,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Randomised Gram matrices from `sketch` forward- and `sketch` reverse-mode products.
-
-    A randomised range finder for big latents: with an orthonormal Gaussian test matrix
-    `Omega (d, K)`, forward mode gives `Z = J Omega` (K products, shared by every mask),
-    reverse mode gives `Y_m = J^T (w_m * Z) = M_m Omega` per mask (K products each), and the
-    Nystrom approximation `M_m ~ Y_m (Omega^T Y_m)^+ Y_m^T` is formed in float64 (Tropp et
-    al. 2017). Exact when the Gram's rank is at most K.
-
-    Args:
-        masks: `(H, W)` or `(m, H, W)` bool at the output resolution.
-        sketch: K, the number of random directions (1..d).
-        seed: seed of the test matrix.
-
-    Returns:
-        `(d, d)` or `(m, d, d)` float64, PSD, of rank at most K.
-    """
-    single = masks.dim() == 2
-    masks = masks.unsqueeze(0) if single else masks
-    dim = model.latent_dim
-    device, dtype = model.device, model.dtype
-    generator = torch.Generator().manual_seed(seed)
-    omega = torch.linalg.qr(torch.randn(dim, sketch, generator=generator, dtype=torch.float64))[0]
-    forward = jacobian_field(
-        model,
-        latent,
-        size=size,
-        fuse_channels=fuse_channels,
-        chunk_size=chunk_size,
-        memory_budget=memory_budget,
-        progress=progress,
-        directions=omega.T.to(device=device, dtype=dtype),
-    )
-    weights = mask_weights(masks, forward.shape[-2:]).to(device=device, dtype=forward.dtype)
-    point = latent.detach().reshape(1, dim).to(device=device, dtype=dtype)
-
-    def view(z: torch.Tensor) -> torch.Tensor:
-        return analysis_view(model.synthesize(z), size, fuse_channels)[0]
-
-    with torch.enable_grad():
-        _, pull = torch.func.vjp(view, point)
-    pull_batched = torch.func.vmap(lambda cotangent: pull(cotangent.to(dtype))[0][0])
-    cotangents = (weights[:, None, None] * forward[None]).reshape(-1, *forward.shape[1:])
-    step = max(1, chunk_size or chunk_size_for(model, memory_budget))
-    ranges = range(0, cotangents.shape[0], step)
-    pulled = torch.cat(
-        [
-            pull_batched(cotangents[start : start + step])
-            for start in tqdm(ranges, desc="Sketch", disable=not progress or len(ranges) < 2)
-        ]
-    )
-    products = pulled.to(torch.float64).reshape(masks.shape[0], sketch, dim).transpose(1, 2)
-    eps = torch.finfo(forward.dtype).eps
-    grams = torch.stack([_nystrom(y, omega.to(y.device), eps) for y in products])
-    return grams[0] if single else grams
-
-
-def _nystrom(products: torch.Tensor, omega: torch.Tensor, eps: float) -> torch.Tensor:
-    """`M ~ Y (Omega^T Y)^+ Y^T` from `Y = M Omega` `(d, K)`: `(d, d)` float64 PSD.
-
-    The pseudo-inverse drops the core's eigenvalues below `eps * K` of its largest, `eps`
-    being the precision the products were computed in: below that they are rounding noise
-    (a float32 network gives an indefinite core otherwise).
-    """
-    core = omega.T @ products
-    values, vectors = torch.linalg.eigh(0.5 * (core + core.T))
-    keep = values > eps * core.shape[0] * values.max().clamp(min=torch.finfo(values.dtype).tiny)
-    basis = (products @ vectors[:, keep]) / values[keep].sqrt()
-    return basis @ basis.T

@@ -19,20 +19,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lowrankgan.core.jacobian import analysis_view, gram_from_field, jacobian_field, mask_weights
+from lowrankgan.core.directions import kept_null_space, low_rank_part
+from lowrankgan.core.gram import gram_from_field, mask_weights
+from lowrankgan.core.jacobian import analysis_view, jacobian_field
 from lowrankgan.core.subspace import eig_desc
 from lowrankgan.errors import UserInputError
 from lowrankgan.limits import check_at_most
 from lowrankgan.models.base import Model
-from lowrankgan.pipeline.analysis import (
-    Analysis,
-    AnalysisSettings,
-    check_analysis_fits,
-    kept_null_space,
-    low_rank_part,
-    region_grams,
-    resolved_settings,
-)
+from lowrankgan.pipeline.analysis import Analysis, check_analysis_fits, region_grams
+from lowrankgan.pipeline.settings import AnalysisSettings, resolved_settings
 from lowrankgan.regions import RegionSpec, complement, region_mask
 
 DEFAULT_STEP = 0.25

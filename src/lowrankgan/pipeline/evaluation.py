@@ -38,21 +38,15 @@ from tqdm.auto import tqdm
 
 from lowrankgan import __version__
 from lowrankgan.core.baselines import GLOBAL_METHODS, global_directions
+from lowrankgan.core.directions import LocalDirections, directions_from_grams
 from lowrankgan.core.metrics import locality
 from lowrankgan.errors import UserInputError
 from lowrankgan.io.artifacts import atomic_write_text, save_npz_atomic
 from lowrankgan.limits import check_at_most
 from lowrankgan.models.base import Model
-from lowrankgan.pipeline.analysis import (
-    AnalysisSettings,
-    LocalDirections,
-    directions_from_grams,
-    multi_latents,
-    region_grams,
-    resolved_settings,
-    summed_grams,
-)
+from lowrankgan.pipeline.analysis import multi_latents, region_grams, summed_grams
 from lowrankgan.pipeline.editing import DEFAULT_STEP, check_path_work, edit, follow_path, one_shot
+from lowrankgan.pipeline.settings import AnalysisSettings, resolved_settings
 from lowrankgan.regions import keep_mask, region_mask
 
 EVAL_METHODS = ("lowrank", "contrast", "jacobian", "sefa", "ganspace", "multi")

@@ -22,7 +22,6 @@ import torch
 from lowrankgan import __version__
 from lowrankgan.io.artifacts import atomic_write_bytes, atomic_write_text, staged_output
 from lowrankgan.models.base import Model
-from lowrankgan.pipeline.analysis import AnalysisSettings
 from lowrankgan.pipeline.editing import DEFAULT_STEP
 from lowrankgan.pipeline.evaluation import (
     DEFAULT_SAMPLES,
@@ -35,6 +34,7 @@ from lowrankgan.pipeline.evaluation import (
     csv_text,
     run_cells,
 )
+from lowrankgan.pipeline.settings import AnalysisSettings
 from lowrankgan.regions import region_mask
 from lowrankgan.report.charts import Series, line_chart
 from lowrankgan.report.html import Figure, ReportSection, render_html

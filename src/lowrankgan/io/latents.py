@@ -1,0 +1,37 @@
+"""Latent and direction files: `.npy` arrays read with their sizes checked first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lowrankgan.errors import UserInputError
+from lowrankgan.io.datafiles import read_npy
+
+
+def read_latent_array(path: Path) -> np.ndarray:
+    """A latent code from a `.npy` file, any shape, as finite float32 (the model's family
+    decides which shapes it accepts)."""
+    array = read_npy(path, "latent")
+    with np.errstate(over="ignore", invalid="ignore"):
+        array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise UserInputError(f"latent {path} contains NaN or Inf (or values beyond float32)")
+    return array
+
+
+def load_direction_file(path: Path, dim: int) -> np.ndarray:
+    """Directions from a `.npy` file, `(d,)` or `(k, d)` (e.g. the authors' released W
+    directions) -> `(d, k)` float64 unit columns."""
+    path = Path(path)
+    array = read_npy(path, "direction file")
+    array = np.atleast_2d(array.astype(np.float64))
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise UserInputError(
+            f"{path} has shape {array.shape}; expected ({dim},) or (k, {dim}) for this model"
+        )
+    norms = np.linalg.norm(array, axis=1)
+    if not np.isfinite(array).all() or (norms == 0).any():
+        raise UserInputError(f"{path} holds NaN, Inf or zero directions")
+    return (array / norms[:, None]).T
