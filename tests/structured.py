@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lowrankgan.models.base import Model
-from lowrankgan.models.registry import generic_presets
+from lowrankgan.models.base import Model, generic_presets
 
 LATENT_DIM = 24
 SIZE = 16

@@ -24,14 +24,14 @@ import torch
 from biggan_checkpoints import write_biggan
 from hostile import ConsoleRun, assert_refused, run_console
 from lowrankgan import UserInputError, load_model
-from lowrankgan.models import biggan as biggan_module
+from lowrankgan.models.biggan import network as biggan_module
 from lowrankgan.models.biggan.network import (
     BigGANDeep,
     config_state_elements,
     load_biggan,
     read_config,
 )
-from lowrankgan.models.dcgan import build_dcgan, check_dcgan_size, is_dcgan_state
+from lowrankgan.models.dcgan.network import build_dcgan, check_dcgan_size, is_dcgan_state
 from lowrankgan.models.registry import _resolve_device
 
 ON = ("--seed", "0", "--region", "center")

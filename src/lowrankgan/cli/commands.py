@@ -23,11 +23,16 @@ from lowrankgan.core.baselines import DEFAULT_PCA_SAMPLES, DEFAULT_TOP_K
 from lowrankgan.errors import UserInputError
 from lowrankgan.io.artifacts import check_writable_dir, staged_output
 from lowrankgan.io.datafiles import read_npy
-from lowrankgan.io.latents import load_direction_file
+from lowrankgan.io.latents import load_direction_file, read_latent_array
 from lowrankgan.limits import limit
 from lowrankgan.models import Model, list_models, load_model
-from lowrankgan.models.stylegan2.family import lift_w_directions, wplus_latent_from_code
-from lowrankgan.pipeline.analysis import Analysis, analyze, check_analysis_fits, directions_analysis
+from lowrankgan.pipeline.analysis import (
+    Analysis,
+    analyze,
+    check_analysis_fits,
+    directions_analysis,
+    lifted_analysis,
+)
 from lowrankgan.pipeline.editing import (
     DEFAULT_STEP,
     check_path_work,
@@ -84,33 +89,29 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def load_latent_file(path: Path, dim: int, model: Model | None = None) -> torch.Tensor:
-    """A `.npy` latent of shape `(d,)` or `(1, d)`, finite; for a W+ model also a W+ code
-    `(num_ws, w_dim)` or a W code `(w_dim,)`."""
-    array = read_npy(path, "latent")
-    if model is not None and model.space == "wplus" and array.size != dim:
-        with np.errstate(over="ignore", invalid="ignore"):
-            code = torch.from_numpy(array.astype(np.float32))
-        if not torch.isfinite(code).all():
-            raise UserInputError(f"latent {path} contains NaN or Inf (or values beyond float32)")
-        return wplus_latent_from_code(model, code)
-    if array.size != dim or array.ndim > 2 or (array.ndim == 2 and array.shape[0] != 1):
-        raise UserInputError(f"latent {path} has shape {array.shape}, the model expects ({dim},)")
-    with np.errstate(over="ignore", invalid="ignore"):
-        array = array.astype(np.float32).reshape(dim)
-    if not np.isfinite(array).all():
-        raise UserInputError(f"latent {path} contains NaN or Inf (or values beyond float32)")
-    return torch.from_numpy(array)
+    """A `.npy` latent of shape `(d,)` or `(1, d)`, finite; other codes the model's family
+    reads (a W+ model: `(num_ws, w_dim)` and `(w_dim,)`)."""
+    code = torch.from_numpy(read_latent_array(path))
+    if model is not None:
+        try:
+            return model.latent_from_code(code)
+        except UserInputError as exc:
+            raise UserInputError(f"latent {path}: {exc}") from None
+    if code.numel() != dim or code.dim() > 2 or (code.dim() == 2 and code.shape[0] != 1):
+        raise UserInputError(
+            f"latent {path} has shape {tuple(code.shape)}, the model expects ({dim},)"
+        )
+    return code.reshape(dim)
 
 
 def _direction_vectors(model: Model, path: Path) -> np.ndarray:
-    """Directions `(d, k)` from a file; W directions lift onto the selected W+ layers."""
-    w_dim = int(model.details.get("w_dim", 0)) if model.space == "wplus" else 0
-    if w_dim and w_dim != model.latent_dim:
-        try:
-            vectors = load_direction_file(path, w_dim)
-        except UserInputError:
-            return load_direction_file(path, model.latent_dim)
-        return lift_w_directions(model, torch.from_numpy(vectors)).numpy()
+    """Directions `(d, k)` from a file; directions of another space lift when the model's
+    family lifts them (W directions onto a W+ model's selected layers)."""
+    array = read_npy(path, "direction file")
+    size = array.shape[-1] if array.ndim else 0
+    if size != model.latent_dim and model.lifts_from(size):
+        vectors = load_direction_file(path, size)
+        return model.lift_directions(torch.from_numpy(vectors)).numpy()
     return load_direction_file(path, model.latent_dim)
 
 
@@ -434,8 +435,10 @@ def _analysis_for_edit(  # noqa: ANN001
         if other_model:  # the user vouches that the latent spaces agree
             result = result.adopted_by(model)
         check_analysis_fits(result, model, analysis_path)
-        if _lifts_to_wplus(model, result.latent.shape[0]):
-            return _lifted_analysis(model, result, z, settings, analysis_path, one_shot)
+        if model.lifts_from(result.latent.shape[0]):
+            return lifted_analysis(
+                model, result, z, settings, need_keep_rank=not one_shot, source=analysis_path
+            )
         if result.latent.shape[0] != model.latent_dim:
             raise UserInputError(
                 f"analysis {analysis_path} is for a {result.latent.shape[0]}-d latent, the "
@@ -445,33 +448,6 @@ def _analysis_for_edit(  # noqa: ANN001
     if region is None:
         raise UserInputError("give --region (to analyse first) or --analysis")
     return analyze(model, z, region, keep, settings, progress=not quiet)
-
-
-def _lifts_to_wplus(model: Model, dim: int) -> bool:
-    """A W analysis (w_dim) used on a W+ model: the paper's "analyse in W, edit layers 4-7"."""
-    return model.space == "wplus" and dim == model.details.get("w_dim") != model.latent_dim
-
-
-def _lifted_analysis(  # noqa: ANN001
-    model: Model, result: Analysis, z, settings, analysis_path, one_shot
-) -> Analysis:
-    """The W analysis's directions on the W+ model's selected layers, from its latent (or
-    from `z` when a seed/latent is given)."""
-    start = z if z is not None else wplus_latent_from_code(model, torch.from_numpy(result.latent))
-    vectors = lift_w_directions(model, torch.from_numpy(result.directions)).numpy()
-    region = result.region_mask if result.region_mask.size else None
-    if region is not None and tuple(region.shape) != tuple(model.resolution):
-        region = None
-    return directions_analysis(
-        model,
-        start,
-        vectors,
-        region,
-        None,
-        settings,
-        need_keep_rank=not one_shot,
-        source=str(analysis_path),
-    )
 
 
 @cli.command("edit")

@@ -653,3 +653,55 @@ class _TorchPickleScan(BoundedUnpickler):
             size = getattr(storage_type, "element_size", 1)
             self.storages[key if isinstance(key, str | int) else id(pid)] = numel * size
         return _Inert()
+
+
+#: What `--model`/`--checkpoint` files may be, for the message refusing anything else.
+_CHECKPOINT_KINDS = "a PyTorch .pt/.pth/.tar/.bin file or a StyleGAN2 .pkl"
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Refuse, naming the file, what cannot be a checkpoint: a folder, an empty file, text or
+    HTML (a saved error page), a zip that `torch.save` did not write, any other non-pickle.
+    Reads the first bytes only (and a zip's directory, with its declared sizes checked: the
+    loaders and `_mentions_g_ema` read entries after this); the loaders check the rest."""
+    if not path.exists():
+        raise UserInputError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise UserInputError(f"{path}: not a recognised checkpoint (it is a folder)")
+    if not path.is_file():
+        raise UserInputError(f"{path}: not a recognised checkpoint (not a regular file)")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError as exc:
+        raise UserInputError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if not head:
+        raise UserInputError(f"{path}: not a recognised checkpoint (the file is empty)")
+    if head.startswith(b"PK\x03\x04"):
+        # The directory's sizes are checked here, before anything reads an entry of it.
+        if not any(name.endswith("data.pkl") for name in check_torch_zip(path)):
+            raise UserInputError(
+                f"{path}: not a recognised checkpoint (a zip archive that torch.save did not "
+                f"write; expected {_CHECKPOINT_KINDS})"
+            )
+        return
+    if head[:1] == b"\x80":  # a pickle: torch's legacy format, NVIDIA or TF StyleGAN2
+        return
+    raise UserInputError(
+        f"{path}: not a recognised checkpoint ({_describe_head(head)}; "
+        f"expected {_CHECKPOINT_KINDS})"
+    )
+
+
+def _describe_head(head: bytes) -> str:
+    """What a file starting with `head` looks like, in a few words."""
+    text = head.decode("utf-8", "ignore").lstrip("\ufeff \t\r\n")
+    if text[:1] == "<":
+        lowered = text.lower()
+        if lowered.startswith(("<!doctype html", "<html", "<head", "<body")):
+            return "it is an HTML page"
+        return "it looks like HTML or XML"
+    printable = all(c.isprintable() or c in "\t\r\n" for c in text)
+    if text and printable and len(text.encode()) >= len(head) - 3:
+        return "it is a text file"
+    return "unknown binary format"

@@ -449,3 +449,54 @@ def directions_analysis(
         keep_mask=keep_m.numpy() if keep_m is not None else empty_mask,
         info=info,
     )
+
+
+def lifted_analysis(
+    model: Model,
+    analysis: Analysis,
+    latent: torch.Tensor | None = None,
+    settings: AnalysisSettings | None = None,
+    *,
+    need_keep_rank: bool = True,
+    source: str = "",
+) -> Analysis:
+    """An analysis of another space applied in `model`'s: the paper's "analyse in W, edit
+    W+ layers 4-7". Its directions are lifted by the model's family, its latent read as a
+    code of the model (or `latent` used instead), and, for path-following, the kept region's
+    rank computed at the start in the model's own space (with `settings`, default the
+    analysis's own).
+
+    Returns an `Analysis` of `model`'s space; `analysis` itself when no lift is needed.
+    """
+    dim = analysis.latent.shape[0]
+    if dim == model.latent_dim:
+        return analysis
+    if not model.lifts_from(dim):
+        raise UserInputError(
+            f"the analysis is for a {dim}-d latent, the model has {model.latent_dim}"
+        )
+    if latent is None:
+        latent = model.latent_from_code(torch.from_numpy(analysis.latent).to(model.dtype))
+    vectors = model.lift_directions(torch.from_numpy(analysis.directions)).numpy()
+    region = analysis.region_mask if analysis.region_mask.size else None
+    if region is not None and tuple(region.shape) != tuple(model.resolution):
+        region = None
+    return directions_analysis(
+        model,
+        latent,
+        vectors,
+        region,
+        None,
+        settings or settings_of(analysis),
+        need_keep_rank=need_keep_rank,
+        source=source or str(analysis.info.get("model", "")),
+    )
+
+
+def settings_of(analysis: Analysis) -> AnalysisSettings:
+    """The settings an analysis was made with (defaults for any it does not record)."""
+    stored = dict(analysis.info.get("settings", {}))
+    if isinstance(stored.get("size"), list):
+        stored["size"] = tuple(stored["size"])
+    known = AnalysisSettings.__dataclass_fields__
+    return AnalysisSettings(**{k: v for k, v in stored.items() if k in known})

@@ -12,7 +12,7 @@ distance travelled in the analysis space in both modes.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,13 @@ from lowrankgan.core.subspace import eig_desc
 from lowrankgan.errors import UserInputError
 from lowrankgan.limits import check_at_most
 from lowrankgan.models.base import Model
-from lowrankgan.pipeline.analysis import Analysis, check_analysis_fits, region_grams
+from lowrankgan.pipeline.analysis import (
+    Analysis,
+    check_analysis_fits,
+    lifted_analysis,
+    region_grams,
+    settings_of,
+)
 from lowrankgan.pipeline.settings import AnalysisSettings, resolved_settings
 from lowrankgan.regions import RegionSpec, complement, region_mask
 
@@ -247,9 +253,14 @@ def edit(
 
     One-shot needs nothing else. Path-following needs the region to keep still: `keep`, or
     the complement of `region`; `keep_rank` defaults to the energy rule at the start.
+    A direction of another space lifts when the model's family lifts it: a W direction
+    `(w_dim,)` on a W+ model drives its selected layers (the paper's edits on layers 4-7).
     """
-    latent = torch.as_tensor(latent).reshape(-1).to(model.device, model.dtype)
-    direction = torch.as_tensor(np.asarray(direction)).reshape(-1).to(model.device, model.dtype)
+    latent = model.latent_from_code(torch.as_tensor(latent)).to(model.device, model.dtype)
+    direction = torch.as_tensor(np.asarray(direction)).reshape(-1)
+    if direction.numel() != model.latent_dim and model.lifts_from(direction.numel()):
+        direction = model.lift_directions(direction.to(torch.float64).unsqueeze(1))[:, 0]
+    direction = direction.to(model.device, model.dtype)
     if direction.numel() != model.latent_dim:
         raise UserInputError(
             f"direction has {direction.numel()} values, the model expects {model.latent_dim}"
@@ -281,15 +292,6 @@ def edit(
     )
 
 
-def settings_of(analysis: Analysis) -> AnalysisSettings:
-    """The settings an analysis was made with (defaults for any it does not record)."""
-    stored = dict(analysis.info.get("settings", {}))
-    if isinstance(stored.get("size"), list):
-        stored["size"] = tuple(stored["size"])
-    known = AnalysisSettings.__dataclass_fields__
-    return AnalysisSettings(**{k: v for k, v in stored.items() if k in known})
-
-
 def edit_analysis(
     model: Model,
     analysis: Analysis,
@@ -303,15 +305,14 @@ def edit_analysis(
 ) -> torch.Tensor:
     """Edit with direction `direction` of `analysis`, at its latent or another one.
 
-    Returns `(n, d)` latents, in the order of `strengths`.
+    An analysis of another space applies when the model's family lifts it: a W analysis on a
+    W+ model (`load_model(..., space="wplus", layers="4-7")`) edits the selected layers.
+    Returns `(n, d)` latents of the model's space, in the order of `strengths`.
     """
     check_analysis_fits(analysis, model, "the analysis")
-    if analysis.latent.shape[0] != model.latent_dim:
-        raise UserInputError(
-            f"the analysis is for a {analysis.latent.shape[0]}-d latent, the model has "
-            f"{model.latent_dim}"
-        )
-    start = torch.as_tensor(analysis.latent if latent is None else latent)
+    start = None if latent is None else model.latent_from_code(torch.as_tensor(latent))
+    analysis = lifted_analysis(model, analysis, start, need_keep_rank=not one_shot_edit)
+    start = torch.as_tensor(analysis.latent) if start is None else start
     start = start.reshape(-1).to(model.device, model.dtype)
     vector = torch.as_tensor(analysis.direction(direction)).to(model.device, model.dtype)
     if one_shot_edit:
@@ -330,3 +331,37 @@ def edit_analysis(
         step=step,
         progress=progress,
     )
+
+
+def edit_many(
+    model: Model,
+    analysis: Analysis,
+    strengths: Sequence[float],
+    seeds: Iterable[int],
+    *,
+    direction: int = 0,
+    one_shot_edit: bool = False,
+    step: float = DEFAULT_STEP,
+    progress: bool = False,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """`edit_analysis` on the image of every seed, one at a time: yields `(seed, (n, d)
+    latents)` so that thousands of seeds need the memory of one. The work is checked before
+    the first image is edited."""
+    seeds = list(seeds)
+    if not one_shot_edit:
+        check_path_work(strengths, step, images=len(seeds))
+    check_analysis_fits(analysis, model, "the analysis")
+    # Lifted once, at the analysis's own latent: every seed shares its kept-region rank.
+    analysis = lifted_analysis(model, analysis, need_keep_rank=not one_shot_edit)
+    for seed in seeds:
+        latents = edit_analysis(
+            model,
+            analysis,
+            strengths,
+            direction=direction,
+            latent=model.sample_latent(seed),
+            one_shot_edit=one_shot_edit,
+            step=step,
+            progress=progress,
+        )
+        yield seed, latents

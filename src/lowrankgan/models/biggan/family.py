@@ -8,12 +8,14 @@ batch-norm standing statistics, and the class is chosen by ImageNet index or nam
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from lowrankgan.models.base import Model
+from lowrankgan.errors import UserInputError
+from lowrankgan.models.base import BuiltinSpec, LoadOptions, Model, Source, generic_presets
 from lowrankgan.models.biggan.imagenet import imagenet_classes
 from lowrankgan.models.biggan.network import (
     BigGANDeep,
@@ -42,8 +44,6 @@ def biggan_model(folder: Path, *, name: str, truncation: float | None = None) ->
     def sample(model: Model, seed: int) -> torch.Tensor:
         return truncated_normal(1, config.z_dim, psi, seed)[0].to(model.device, model.dtype)
 
-    from lowrankgan.models.registry import generic_presets  # the registry imports this module
-
     size = config.output_dim
     return Model(
         name=name,
@@ -70,3 +70,32 @@ def _gen_z_weights(network: nn.Module) -> torch.Tensor:
     """The z columns of `gen_z` (spectral norm folded): `(16 C, z_dim)`."""
     assert isinstance(network, BigGANDeep)
     return network.generator.gen_z.weight[:, : network.config.z_dim]
+
+
+class BigGANFamily:
+    """A folder with BigGAN-deep's `config.json` and `pytorch_model.bin`, analysed in z."""
+
+    name = "biggan"
+    spaces = ("z",)
+    reads = "folder"
+    expects = "the config.json and pytorch_model.bin of a BigGAN-deep model"
+
+    def detect(self, source: Source) -> bool:
+        folder = source.path
+        return folder.is_dir() and (
+            (folder / "config.json").is_file()
+            or next(folder.glob("*-config.json"), None) is not None
+        )
+
+    def load(self, source: Source, options: LoadOptions) -> Model:
+        if options.layers is not None or options.space not in (None, "z"):
+            raise UserInputError(
+                f"{source.text}: BigGAN models are analysed in z (drop --space/--layers)"
+            )
+        return biggan_model(source.path, name=source.text, truncation=options.truncation)
+
+    def builtins(self) -> Mapping[str, BuiltinSpec]:
+        return {}
+
+    def load_builtin(self, name: str, options: LoadOptions) -> Model:
+        raise KeyError(name)

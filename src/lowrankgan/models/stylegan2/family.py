@@ -17,14 +17,27 @@ sky/ground and body/ground presets.
 
 from __future__ import annotations
 
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lowrankgan.errors import UserInputError
-from lowrankgan.models.base import Model
-from lowrankgan.models.stylegan2.formats import SG2Checkpoint
+from lowrankgan.models.base import (
+    BuiltinSpec,
+    LoadOptions,
+    Model,
+    Source,
+    generic_presets,
+)
+from lowrankgan.models.checkpoints import load_state_file
+from lowrankgan.models.stylegan2.formats import (
+    SG2Checkpoint,
+    is_torch_file,
+    read_stylegan2_checkpoint,
+)
 from lowrankgan.models.stylegan2.network import StyleGAN2Generator, build_stylegan2, style_affines
 from lowrankgan.shapes import Box, Difference, Ellipse, Shape
 
@@ -171,8 +184,6 @@ def stylegan2_model(
         raise UserInputError(
             f"unknown preset family {family!r}; choose {', '.join(PRESET_FAMILIES)}"
         )
-    from lowrankgan.models.registry import generic_presets  # the registry imports this module
-
     all_presets = generic_presets(config.resolution, config.resolution)
     all_presets.update(scaled_presets(family, config.resolution))
     class_names = tuple(str(i) for i in range(config.c_dim)) if config.c_dim else None
@@ -215,6 +226,8 @@ def stylegan2_model(
         # W and W+ come out of the mapping network: GANSpace takes PCA of their samples; in
         # z it reads the mapping's output, the ws the synthesis network takes.
         pca_features="synthesis" if space == "z" else "latent",
+        code_reader=wplus_latent_from_code if space == "wplus" else None,
+        direction_lifter=lift_w_directions if space == "wplus" else None,
     )
 
 
@@ -281,12 +294,64 @@ def wplus_latent_from_code(model: Model, code: torch.Tensor) -> torch.Tensor:
     return torch.cat(blocks)
 
 
-def lift_w_directions(model: Model, directions: torch.Tensor) -> torch.Tensor:
-    """W directions `(w_dim, k)` -> W+ directions `(d, k)` on the selected layers (unit)."""
+def lift_w_directions(model: Model, directions: torch.Tensor) -> torch.Tensor | None:
+    """W directions `(w_dim, k)` -> W+ directions `(d, k)` on the selected layers (unit);
+    None for directions of another size."""
     num_ws, w_dim = int(model.details["num_ws"]), int(model.details["w_dim"])
+    if directions.shape[0] != w_dim:
+        return None
     chosen = tuple(int(i) for i in model.details["layers"])  # type: ignore[union-attr]
     blocks = wplus_blocks(num_ws, chosen)
-    lifted = torch.zeros(blocks * w_dim, directions.shape[1], dtype=directions.dtype)
+    lifted = directions.new_zeros(blocks * w_dim, directions.shape[1])
     for i in range(len(chosen)):
         lifted[i * w_dim : (i + 1) * w_dim] = directions
     return lifted / lifted.norm(dim=0)
+
+
+def is_stylegan2_file(path: Path) -> bool:
+    """A plain pickle (NVIDIA or TF StyleGAN2) or a torch file holding rosinality's `g_ema`."""
+    if is_torch_file(path):
+        return _mentions_g_ema(path)
+    with open(path, "rb") as handle:
+        return handle.read(1) == b"\x80"
+
+
+def _mentions_g_ema(path: Path) -> bool:
+    """Whether a torch file holds rosinality's `g_ema`, without loading its tensors twice: the
+    zip format's `data.pkl` names the dict keys in plain text (the legacy format is loaded)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+            if len(pickles) == 1:
+                return b"g_ema" in archive.read(pickles[0])
+    except zipfile.BadZipFile:
+        pass
+    return "g_ema" in load_state_file(path)
+
+
+class StyleGAN2Family:
+    """NVIDIA's PyTorch and TF pickles and rosinality's `g_ema` checkpoints."""
+
+    name = "stylegan2"
+    spaces = SPACES
+    reads = "file"
+    expects = "a StyleGAN2 .pkl (NVIDIA, PyTorch or TF) or a rosinality .pt"
+
+    def detect(self, source: Source) -> bool:
+        return source.path.is_file() and is_stylegan2_file(source.path)
+
+    def load(self, source: Source, options: LoadOptions) -> Model:
+        checkpoint = read_stylegan2_checkpoint(source.path)
+        return stylegan2_model(
+            checkpoint,
+            name=source.text,
+            space=options.space or "w",
+            truncation=options.truncation,
+            layers=options.layers,
+        )
+
+    def builtins(self) -> Mapping[str, BuiltinSpec]:
+        return {}
+
+    def load_builtin(self, name: str, options: LoadOptions) -> Model:
+        raise KeyError(name)
