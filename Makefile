@@ -25,6 +25,7 @@ demo: install
 	$(VENV)/bin/lowrankgan demo --out outputs/demo
 
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest tests
 
 bench: install
@@ -49,6 +50,7 @@ evaluate: install
 lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info src/*.egg-info

@@ -52,3 +52,30 @@ def test_the_evaluation_example_runs(tmp_path: Path):
     assert len(rows) == 1 + 4 * 2 * 4 * 2 * (
         1 + 2
     )  # methods x regions x seeds x strengths x images
+
+
+def test_the_w_analysis_w_plus_edit_example_runs(tmp_path: Path):
+    """The StyleGAN2 example, on a small random generator saved as an original TF pickle
+    under the name the example uses (FFHQ presets come from the file name)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import sg2_checkpoints as sg2
+
+    from lowrankgan.models.stylegan2.network import random_stylegan2
+
+    code = python_example(2)
+    assert 'space="wplus", layers="4-7"' in code and "edit_many" in code
+    network = random_stylegan2(resolution=32, channels_max=32, z_dim=16, w_dim=16)
+    sg2.write_tf_pkl(tmp_path / "stylegan2-ffhq-config-f.pkl", network.state_dict())
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    # 8 ws at 32 px: layers 4-7 get their own w, the other four share one -> 5 blocks of 16
+    assert lines[0] == "(3, 80) (3, 3, 32, 32)"
+    assert lines[1:] == ["0 (1, 80)", "1 (1, 80)"]

@@ -3,8 +3,10 @@ and an analysis end to end on a small network written in each official format.""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -169,3 +171,35 @@ def test_any_resolution_round_trips_through_the_builder(resolution):
     assert out.shape == (2, 3, resolution, resolution)
     torch.testing.assert_close(out, network(z))
     assert rebuilt.num_ws == 2 * resolution.bit_length() - 4
+
+
+def test_the_api_applies_a_w_analysis_to_chosen_wplus_layers(pkl, generator):
+    """`edit_analysis`, `edit` and `edit_many` do what the CLI's `--analysis` on a W+ model
+    does: the W directions drive only the selected layers, from the analysed `w`."""
+    from lowrankgan import edit, edit_analysis, edit_many
+
+    w_model = load_model(pkl, truncation=1.0)
+    plus = load_model(pkl, space="wplus", layers="1-2", truncation=1.0)
+    result = analyze(w_model, w_model.sample_latent(0), "box:8,8,24,20")
+    w0, unit = torch.from_numpy(result.latent).float(), torch.from_numpy(result.direction(0))
+    latents = edit_analysis(plus, result, [0.0, 3.0], one_shot_edit=True)
+    assert latents.shape == (2, 48)
+    torch.testing.assert_close(latents[0], w0.repeat(3))
+    step = (latents[1] - latents[0]).double()
+    lifted = torch.cat([unit, unit, torch.zeros(16, dtype=torch.float64)]) / 2**0.5
+    torch.testing.assert_close(step, 3.0 * lifted, atol=1e-5, rtol=1e-5)
+    # the same through `edit` with the (w_dim,) direction, and per seed through `edit_many`
+    direct = edit(plus, w0, unit.numpy(), [3.0], one_shot_edit=True)
+    torch.testing.assert_close(direct[0], latents[1])
+    rows = dict(edit_many(plus, result, [3.0], seeds=[5], one_shot_edit=True))
+    start = plus.sample_latent(5)
+    torch.testing.assert_close(
+        rows[5][0].double() - start.double(), 3.0 * lifted, atol=1e-5, rtol=1e-5
+    )
+    # path-following from the lifted analysis keeps the kept region's rank of the W+ space
+    path = edit_analysis(plus, result, [1.0], step=0.5)
+    assert path.shape == (1, 48) and torch.isfinite(path).all()
+    # nothing lifts the other way: a W+ analysis is refused by the W model
+    wide = replace(result, latent=np.zeros(48), directions=np.eye(48)[:, :1])
+    with pytest.raises(UserInputError, match="48-d"):
+        edit_analysis(w_model, wide, [1.0], one_shot_edit=True)

@@ -18,7 +18,6 @@ import click
 import numpy as np
 import torch
 
-from lowrankgan import __version__
 from lowrankgan.core.baselines import DEFAULT_PCA_SAMPLES, DEFAULT_TOP_K
 from lowrankgan.errors import UserInputError
 from lowrankgan.io.artifacts import check_writable_dir, staged_output
@@ -41,6 +40,7 @@ from lowrankgan.pipeline.editing import (
 )
 from lowrankgan.pipeline.evaluation import DEFAULT_SAMPLES, DEFAULT_TRANSFER, EVAL_METHODS
 from lowrankgan.pipeline.settings import AUTHORS_SETTINGS, METHODS, AnalysisSettings
+from lowrankgan.version import __version__
 from lowrankgan.zoo.catalogue import list_zoo
 from lowrankgan.zoo.download import cache_location
 

@@ -36,7 +36,6 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from lowrankgan import __version__
 from lowrankgan.core.baselines import GLOBAL_METHODS, global_directions
 from lowrankgan.core.directions import LocalDirections, directions_from_grams
 from lowrankgan.core.metrics import locality
@@ -48,6 +47,7 @@ from lowrankgan.pipeline.analysis import multi_latents, region_grams, summed_gra
 from lowrankgan.pipeline.editing import DEFAULT_STEP, check_path_work, edit, follow_path, one_shot
 from lowrankgan.pipeline.settings import AnalysisSettings, resolved_settings
 from lowrankgan.regions import keep_mask, region_mask
+from lowrankgan.version import __version__
 
 EVAL_METHODS = ("lowrank", "contrast", "jacobian", "sefa", "ganspace", "multi")
 #: The images a direction is transferred to are seeds TRANSFER_SEED_BASE, +1, ...: the same

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lowrankgan import __version__
 from lowrankgan.core.metrics import locality
 from lowrankgan.io.artifacts import staged_output
 from lowrankgan.models import load_model
@@ -33,6 +32,7 @@ from lowrankgan.report.render import (
     png_bytes,
     upscale,
 )
+from lowrankgan.version import __version__
 
 DEMO_MODEL = "dcgan-faces"
 DEMO_STRENGTHS = (-4.0, -2.0, 0.0, 2.0, 4.0)

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from lowrankgan import __version__
 from lowrankgan.io.artifacts import atomic_write_bytes, atomic_write_text, staged_output
 from lowrankgan.models.base import Model
 from lowrankgan.pipeline.editing import DEFAULT_STEP
@@ -40,6 +39,7 @@ from lowrankgan.report.charts import Series, line_chart
 from lowrankgan.report.html import Figure, ReportSection, render_html
 from lowrankgan.report.outputs import render_latents, strength_label
 from lowrankgan.report.render import change_heatmap, image_grid, overlay_region, png_bytes, upscale
+from lowrankgan.version import __version__
 
 #: The strength the ranking and head-to-head tables use when the run has it.
 PREFERRED_STRENGTH = 2.0

@@ -40,9 +40,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lowrankgan import __version__
 from lowrankgan.errors import UserInputError
 from lowrankgan.limits import LIMITS, check_at_most, limit
+from lowrankgan.version import __version__
 from lowrankgan.zoo.catalogue import ZooEntry, zoo_entry
 
 log = logging.getLogger(__name__)
