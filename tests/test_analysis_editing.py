@@ -160,3 +160,36 @@ def test_big_models_are_analysed_at_256_by_default():
     full = analyze(model, model.sample_latent(0), mask, rank=2, keep_rank=3, size=(512, 384))
     # the image is piecewise constant on 32x32 cells, so area downsampling loses nothing here
     np.testing.assert_allclose(np.abs(result.region_basis), np.abs(full.region_basis), atol=1e-5)
+
+
+def test_a_precomputed_field_or_grams_give_the_same_analysis(faces, eyes_analysis: Analysis):
+    """`analyze(field=...)` reuses one Jacobian field for every region of an image and
+    `analyze(grams=...)` takes Grams made elsewhere: both give the analysis computed from
+    scratch, bit for bit."""
+    from lowrankgan import analysis_field
+    from lowrankgan.pipeline.analysis import region_grams
+    from lowrankgan.pipeline.settings import AnalysisSettings
+    from lowrankgan.regions import keep_mask, region_mask
+
+    latent = faces.sample_latent(0)
+    field = analysis_field(faces, latent, AnalysisSettings())
+    assert field.shape == (100, 3, 64, 64)
+    reused = analyze(faces, latent, "eyes", field=field)
+    for name in ("directions", "null_basis", "region_basis", "direction_strengths"):
+        np.testing.assert_array_equal(getattr(reused, name), getattr(eyes_analysis, name))
+    mouth = analyze(faces, latent, "mouth", method="contrast", field=field)
+    np.testing.assert_array_equal(
+        mouth.directions, analyze(faces, latent, "mouth", method="contrast").directions
+    )
+    eyes = region_mask(faces, "eyes")
+    grams = region_grams(faces, latent, torch.stack([eyes, keep_mask(faces, eyes, None)]),
+                         AnalysisSettings(), field=field)  # fmt: skip
+    given = analyze(faces, latent, "eyes", grams=grams)
+    np.testing.assert_array_equal(given.directions, eyes_analysis.directions)
+    assert given.info["ranks"] == eyes_analysis.info["ranks"]
+    with pytest.raises(UserInputError, match="field has shape"):
+        analyze(faces, latent, "eyes", field=field[:, :1])
+    with pytest.raises(UserInputError, match="not both"):
+        analyze(faces, latent, "eyes", field=field, grams=grams)
+    with pytest.raises(UserInputError, match="grams must have shape"):
+        analyze(faces, latent, "eyes", grams=grams[:1])

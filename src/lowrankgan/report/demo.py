@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 from lowrankgan.core.metrics import locality
 from lowrankgan.io.artifacts import staged_output
 from lowrankgan.models import load_model
-from lowrankgan.pipeline.analysis import Analysis, analyze
+from lowrankgan.pipeline.analysis import Analysis, analysis_field, analyze
 from lowrankgan.pipeline.editing import edit_analysis
+from lowrankgan.pipeline.settings import AnalysisSettings
 from lowrankgan.report.html import Figure, ReportSection, write_report
 from lowrankgan.report.outputs import render_latents, strength_label
 from lowrankgan.report.render import (
@@ -67,13 +68,16 @@ def run_demo(
     jobs = [(seed, region) for seed in seeds for region in regions]
     with staged_output(out) as staging:
         first_analysis: Analysis | None = None
+        fields: dict[int, torch.Tensor] = {}
         for seed, region in tqdm(jobs, desc="Demo", unit="edit", disable=not progress):
             latent = model.sample_latent(seed)
+            if seed not in fields:  # one Jacobian field per image serves all its regions
+                fields = {seed: analysis_field(model, latent, AnalysisSettings())}
             original = model.synthesize(latent)[0]
             strips, table, heatmaps, frames = [], [], [], []
             mask = torch.from_numpy(np.asarray(model.presets[region].mask(*model.resolution)))
             for method in ("lowrank", "contrast"):
-                analysis = analyze(model, latent, region, method=method)
+                analysis = analyze(model, latent, region, method=method, field=fields[seed])
                 if first_analysis is None and method == "lowrank":
                     first_analysis = analysis
                 latents = _edit_rows(model, analysis, latent)
