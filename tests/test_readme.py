@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import sg2_checkpoints as sg2
+from lowrankgan.models.stylegan2.network import random_stylegan2
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -57,11 +60,6 @@ def test_the_evaluation_example_runs(tmp_path: Path):
 def test_the_w_analysis_w_plus_edit_example_runs(tmp_path: Path):
     """The StyleGAN2 example, on a small random generator saved as an original TF pickle
     under the name the example uses (FFHQ presets come from the file name)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    import sg2_checkpoints as sg2
-
-    from lowrankgan.models.stylegan2.network import random_stylegan2
-
     code = python_example(2)
     assert 'space="wplus", layers="4-7"' in code and "edit_many" in code
     network = random_stylegan2(resolution=32, channels_max=32, z_dim=16, w_dim=16)
