@@ -270,11 +270,15 @@ def _chunk_markdown(model: Model, repeats: int, measure_memory: bool) -> list[st
         str(c): (lambda c=c: jacobian_field(model, latent, chunk_size=c)) for c in sizes
     }
     timings = rounds(cases, repeats)
-    per_direction = jac._ACTIVATION_FACTOR * model.activation_bytes
+    point = latent.reshape(1, -1)
+    push = jac.batched_jvp(model, point)
+    eye = torch.eye(model.latent_dim, device=model.device, dtype=model.dtype)
+    with torch.no_grad():
+        pass_peaks = {c: jac.peak_bytes(model.device, lambda c=c: push(eye[:c]))[0] for c in sizes}
     largest = timings[str(sizes[-1])].median
     header = "| Chunk size | Chunks | Time (s) | Range (s) | Time / chunk " + str(sizes[-1])
-    header += " | Memory budget implied (MiB) |"
-    divider = "|---:|---:|---:|---:|---:|---:|"
+    header += " | Peak of one pass (MiB) | Memory budget implied (MiB) |"
+    divider = "|---:|---:|---:|---:|---:|---:|---:|"
     if measure_memory:
         header += " Measured peak RSS growth (MiB) |"
         divider += "---:|"
@@ -283,7 +287,8 @@ def _chunk_markdown(model: Model, repeats: int, measure_memory: bool) -> list[st
         t = timings[str(c)]
         row = (
             f"| {c} | {math.ceil(model.latent_dim / c)} | {t.median:.3f} | {t.spread} "
-            f"| {t.median / largest:.2f} | {c * per_direction / 2**20:.0f} |"
+            f"| {t.median / largest:.2f} | {pass_peaks[c] / 2**20:.0f} "
+            f"| {pass_peaks[c] / jac.BUDGET_SHARE / 2**20:.0f} |"
         )
         if measure_memory:
             peak = _peak_memory(model.name, c)
@@ -291,11 +296,12 @@ def _chunk_markdown(model: Model, repeats: int, measure_memory: bool) -> list[st
         lines.append(row)
     lines += [
         "",
-        f"The budget implied is what `chunk_size_for` needs to pick that chunk: chunk x "
-        f"{jac._ACTIVATION_FACTOR} x the activation bytes of one forward pass "
-        f"({model.activation_bytes / 2**20:.2f} MiB here), the library's own estimate; the "
-        f"default CPU budget is {jac.DEFAULT_CPU_BUDGET / 2**30:.0f} GiB, which gives chunk "
-        f"{chunk_size_for(model)}.",
+        "The peak of one pass is what `chunk_size_for` calibrates from: one batched pass of "
+        "that many directions, measured as the library does it (`peak_bytes`: the peak "
+        "resident set above the level before the pass, after `malloc_trim`, in this "
+        "process); the budget implied is the smallest `memory_budget` whose share "
+        f"({jac.BUDGET_SHARE:g}) it fits. The default CPU budget is "
+        f"{jac.DEFAULT_CPU_BUDGET / 2**30:.0f} GiB, which gives chunk {chunk_size_for(model)}.",
     ]
     if measure_memory:
         lines[-1] += (

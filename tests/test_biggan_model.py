@@ -62,7 +62,7 @@ def test_bad_input(folder: Path, kwargs, phrase):
         load_model(folder, **kwargs)
 
 
-def test_command_line(folder: Path, tmp_path: Path):
+def test_command_line(folder: Path, tmp_path: Path, run_main):
     out = tmp_path / "a"
     proc = subprocess.run(
         [
@@ -88,53 +88,27 @@ def test_command_line(folder: Path, tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     with np.load(out / "analysis.npz") as data:
         assert data["latent"].shape == (8,)
+    # Bad input in this process through `lowrankgan.cli.main` (conftest): the same exit code
+    # and error line as the console script above, without its start-up.
     for args, phrase in [
         (["--class", "spaceship"], "unknown class"),
         (["--class", "1000"], "out of range"),
         (["--truncation", "2"], "truncation"),
     ]:
-        proc = subprocess.run(
-            [
-                str(SCRIPT),
-                "analyze",
-                "--model",
-                folder,
-                "--seed",
-                "1",
-                "--region",
-                "center",
-                *args,
-                "--out",
-                tmp_path / "b",
-                "--quiet",
-            ],
-            capture_output=True,
-            text=True,
-            env=ENV,
-            timeout=300,
-        )
+        proc = run_main(
+            "analyze", "--model", folder, "--seed", "1", "--region", "center", *args,
+            "--out", tmp_path / "b", "--quiet",
+        )  # fmt: skip
         assert proc.returncode == 2 and proc.stderr.startswith("error: ")
         assert proc.stderr.count("\n") == 1 and phrase in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / "b").exists()
     (folder / "broken").mkdir(exist_ok=True)
-    proc = subprocess.run(
-        [
-            str(SCRIPT),
-            "analyze",
-            "--model",
-            folder / "broken",
-            "--seed",
-            "1",
-            "--region",
-            "center",
-            "--out",
-            tmp_path / "c",
-        ],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
+    proc = run_main(
+        "analyze", "--model", folder / "broken", "--seed", "1", "--region", "center",
+        "--out", tmp_path / "c",
+    )  # fmt: skip
     assert proc.returncode == 2 and "config.json" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "c").exists()
 
 
 def test_config_that_does_not_match_the_weights(tmp_path: Path):

@@ -1,11 +1,15 @@
-"""The `lowrankgan` command line, run as a user runs it: the installed console script in a
-subprocess, outcomes read back from the files it writes.
+"""The `lowrankgan` command line, outcomes read back from the files it writes.
+
+The commands run in this process through `lowrankgan.cli.main` (`cli(...)`, conftest's
+`run_main`): the same argv, exit code and stderr as the console script, without a fresh
+interpreter per run. What only the installed console script can show runs it in a
+subprocess (`console(...)`): the entry point, `--help`/`--version`, exit codes, progress bars
+on stderr, the demo end to end, and a few representative bad inputs (`CONSOLE_BAD`).
 
 Most cases use small user generators written into a temp folder (`file.py:factory`); a few
 run the built-in GANs end to end. Every bad input must end with exit code 2, exactly one
 `error: ...` line on stderr, no traceback and no output folder (nor a staging folder) left
-behind. The bad-input runs are independent, so they are started together on a small thread
-pool and checked one test each.
+behind.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import pickle
 import shlex
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,7 @@ import torch
 from PIL import Image
 
 import lowrankgan
+from conftest import MainRun, run_main
 from hostile import ENV, SCRIPT  # the console script, one OpenMP thread
 
 TIMEOUT = 300
@@ -115,8 +119,8 @@ CENTRE = np.zeros((16, 16), dtype=bool)
 CENTRE[4:12, 4:12] = True
 
 
-def run_cli(*args: object, cwd: Path | None = None, env: dict | None = None):
-    """Run the console script; returns the CompletedProcess (text mode)."""
+def console(*args: object, cwd: Path | None = None, env: dict | None = None):
+    """Run the installed console script; returns the CompletedProcess (text mode)."""
     return subprocess.run(
         [str(SCRIPT), *map(str, args)],
         capture_output=True,
@@ -127,13 +131,18 @@ def run_cli(*args: object, cwd: Path | None = None, env: dict | None = None):
     )
 
 
-def cli(command: str, **fields: object) -> subprocess.CompletedProcess:
-    """Run `lowrankgan <command>`: the words are split on spaces first, then `{name}` in a
-    word is replaced by `fields[name]`, so paths may contain spaces."""
-    return run_cli(*(word.format(**fields) for word in command.split()))
+def words(command: str, **fields: object) -> list[str]:
+    """`command` split on spaces first, then `{name}` in a word replaced by `fields[name]`,
+    so paths may contain spaces."""
+    return [word.format(**fields) for word in command.split()]
 
 
-def check_ok(proc: subprocess.CompletedProcess) -> None:
+def cli(command: str, **fields: object) -> MainRun:
+    """Run `lowrankgan <command>` in this process (see `words`)."""
+    return run_main(*words(command, **fields))
+
+
+def check_ok(proc: subprocess.CompletedProcess | MainRun) -> None:
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert "Traceback" not in proc.stderr
 
@@ -209,7 +218,7 @@ def faces_analysis(work) -> Path:
 
 
 def test_models_lists_both_builtins_as_installed():
-    proc = run_cli("models")
+    proc = console("models")  # the installed entry point
     check_ok(proc)
     lines = proc.stdout.splitlines()
     for name in ("dcgan-faces", "omniart-eyes"):
@@ -497,6 +506,7 @@ def test_edit_with_analysis_of_another_resolution(tmp_path, work, local_analysis
     assert load_npz(out / "edits.npz")["latents"].shape == (3, 8)
 
 
+@pytest.mark.slow  # a 128 px class-conditional GAN
 def test_analyze_omniart_eyes_class_and_iris(tmp_path):
     out = tmp_path / "iris"
     check_ok(
@@ -678,43 +688,53 @@ def _bad_input_files(work: Path, local_analysis: Path) -> None:
 
 @dataclass
 class BadRun:
-    proc: subprocess.CompletedProcess
+    proc: subprocess.CompletedProcess | MainRun
     tmp: Path
     out: Path
     calls: int
     seconds: float
 
 
+#: Bad inputs also run through the installed console script: a refusal before the model
+#: loads, one while loading a checkpoint (its payload must not run), one from a factory, one
+#: about the output folder and a count refused before any work.
+CONSOLE_BAD = (
+    "unknown-model",
+    "pickle-payload",
+    "factory-raises",
+    "out-under-regular-file",
+    "seeds-too-many",
+)
+
+
 @pytest.fixture(scope="module")
-def bad_runs(work, local, local_analysis, tmp_path_factory) -> dict[str, BadRun]:
-    """Every bad command line, run two at a time (each in its own folder)."""
+def bad_inputs(work, local, local_analysis) -> dict[str, object]:
+    """The files the bad command lines name, made once; the fields their commands use."""
     _bad_input_files(work, local_analysis)
-
-    def run(name: str) -> BadRun:
-        case = BAD[name]
-        tmp = tmp_path_factory.mktemp(f"bad-{name}")
-        fields = {"work": work, "local": local, "analysis": local_analysis, "tmp": tmp}
-        args = [word.format(**fields) for word in case.command.split()]
-        out = Path(case.out.format(**fields))
-        log = tmp / "forward_calls.log"
-        start = time.perf_counter()
-        proc = run_cli(
-            *args, "--out", out, "--quiet", cwd=tmp, env={**ENV, "LOWRANKGAN_TEST_CALLS": str(log)}
-        )
-        calls = len(log.read_text().splitlines()) if log.exists() else 0
-        log.unlink(missing_ok=True)
-        return BadRun(proc, tmp, out, calls, time.perf_counter() - start)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(BAD, pool.map(run, BAD), strict=True))
+    return {"work": work, "local": local, "analysis": local_analysis}
 
 
-@pytest.mark.parametrize("name", list(BAD))
-def test_bad_input_is_one_error_line_and_leaves_nothing(name, bad_runs, work):
-    case, result = BAD[name], bad_runs[name]
-    proc = result.proc
-    if name.startswith("device-cuda") and torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+def run_bad(name: str, fields: dict[str, object], tmp: Path, through_console: bool) -> BadRun:
+    """Run the bad command line `name` in the empty folder `tmp`, in this process or
+    through the console script, counting the local generator's forward calls."""
+    case = BAD[name]
+    fields = {**fields, "tmp": tmp}
+    args = [*words(case.command, **fields), "--out", case.out.format(**fields), "--quiet"]
+    log = tmp.parent / f"{tmp.name}-forward_calls.log"
+    env = {"LOWRANKGAN_TEST_CALLS": str(log)}
+    start = time.perf_counter()
+    if through_console:
+        proc = console(*args, cwd=tmp, env={**ENV, **env})
+    else:
+        proc = run_main(*args, cwd=tmp, env=env)
+    seconds = time.perf_counter() - start
+    calls = len(log.read_text().splitlines()) if log.exists() else 0
+    log.unlink(missing_ok=True)
+    return BadRun(proc, tmp, Path(case.out.format(**fields)), calls, seconds)
+
+
+def check_refused(name: str, result: BadRun, work: Path) -> None:
+    case, proc = BAD[name], result.proc
     assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stderr}"
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stderr.splitlines()
@@ -734,9 +754,55 @@ def test_bad_input_is_one_error_line_and_leaves_nothing(name, bad_runs, work):
     assert result.seconds < 60  # a bad input is refused, not worked on (e.g. --seeds 0-1e11)
 
 
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_input_is_one_error_line_and_leaves_nothing(name, bad_inputs, work, tmp_path):
+    if name.startswith("device-cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    check_refused(name, run_bad(name, bad_inputs, folder, through_console=False), work)
+
+
+@pytest.mark.parametrize("name", CONSOLE_BAD)
+def test_bad_input_through_the_console_script(name, bad_inputs, work, tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    check_refused(name, run_bad(name, bad_inputs, folder, through_console=True), work)
+
+
+def test_console_script_help_version_and_exit_codes():
+    version = console("--version")
+    assert version.returncode == 0 and version.stdout.strip().endswith(lowrankgan.__version__)
+    helped = console("--help")
+    assert helped.returncode == 0 and helped.stderr == ""
+    for command in ("models", "fetch", "analyze", "edit", "evaluate", "demo"):
+        assert command in helped.stdout
+    unknown = console("frobnicate")
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert unknown.stderr.count("\n") == 1 and unknown.stderr.startswith("error: ")
+    assert "frobnicate" in unknown.stderr and unknown.stdout == ""
+
+
+def test_console_script_progress_goes_to_stderr(tmp_path, local):
+    # Without --quiet the bars go to stderr; stdout holds only the result line.
+    out = tmp_path / "out"
+    proc = console(
+        *words(
+            "edit --model {local} --region center --seed 1 --strengths -1,1 --step 0.5", local=local
+        ),
+        "--out",
+        out,
+    )
+    check_ok(proc)
+    assert proc.stdout == f"2 edited images -> {out}\n"
+    assert "Path" in proc.stderr and "step" in proc.stderr
+    assert "error" not in proc.stderr.lower()
+
+
+@pytest.mark.slow
 def test_demo_writes_a_self_contained_report(tmp_path: Path):
-    out = tmp_path / "demo"
-    proc = cli("demo --out {out} --seeds 0 --regions mouth --quiet", out=out)
+    out = tmp_path / "demo"  # as `make demo` runs it: the installed console script
+    proc = console(*words("demo --out {out} --seeds 0 --regions mouth --quiet", out=out))
     check_ok(proc)
     report = out / "index.html"
     assert proc.stdout.strip() == str(report)

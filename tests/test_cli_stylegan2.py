@@ -1,11 +1,8 @@
-"""The command line with StyleGAN2 checkpoints, the zoo and direction files (through the real
-console script)."""
+"""The command line with StyleGAN2 checkpoints, the zoo and direction files, run in this
+process through `lowrankgan.cli.main` (tests/test_cli.py runs the console script itself)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,23 +10,20 @@ import pytest
 import torch
 
 import sg2_checkpoints as sg2
+from conftest import MainRun, run_main
 from lowrankgan import load_model
 from lowrankgan.models.stylegan2.network import random_stylegan2
 
-SCRIPT = Path(sys.executable).parent / "lowrankgan"
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+def run(*args: object, env: dict | None = None) -> MainRun:
+    return run_main(*args, env=env)
 
 
-def run(*args: object, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env or ENV, timeout=300
-    )
-
-
-def assert_usage_error(proc: subprocess.CompletedProcess, phrase: str) -> None:
+def assert_usage_error(proc: MainRun, phrase: str, out: Path | None = None) -> None:
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
-    assert phrase in proc.stderr and "Traceback" not in proc.stderr
+    assert phrase in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+    assert out is None or not out.exists(), "a refused command wrote its output folder"
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +155,7 @@ def test_bad_direction_files(tmp_path: Path, make, phrase):
         out,
         "--quiet",
     )
-    assert_usage_error(proc, phrase)
-    assert not out.exists()
+    assert_usage_error(proc, phrase, out)
 
 
 def test_direction_file_path_following_needs_a_region(tmp_path: Path):
@@ -180,7 +173,7 @@ def test_direction_file_path_following_needs_a_region(tmp_path: Path):
         tmp_path / "o",
         "--quiet",
     )
-    assert_usage_error(proc, "--region or --keep")
+    assert_usage_error(proc, "--region or --keep", tmp_path / "o")
 
 
 def test_bad_stylegan2_options(tmp_path: Path, checkpoint: Path):
@@ -188,6 +181,11 @@ def test_bad_stylegan2_options(tmp_path: Path, checkpoint: Path):
         (("--truncation", "1.5"), "truncation"),
         (("--truncation", "nan"), "truncation"),
         (("--space", "q"), "unknown latent space"),
+        (("--layers", "4-5"), "--layers applies to --space wplus"),
+        (("--space", "wplus", "--layers", "9"), "layers must lie in 0..7 (this model has 8 ws)"),
+        (("--space", "wplus", "--layers", "5-2"), "the layers range '5-2' is inverted"),
+        (("--space", "wplus", "--layers", "0-99999999999"), "the number of layers is"),
+        (("--space", "wplus", "--layers", "4,x"), "layers must be integers or ranges like 4-7"),
     ]:
         proc = run(
             "analyze",
@@ -202,7 +200,7 @@ def test_bad_stylegan2_options(tmp_path: Path, checkpoint: Path):
             tmp_path / "o",
             "--quiet",
         )
-        assert_usage_error(proc, phrase)
+        assert_usage_error(proc, phrase, tmp_path / "o")
     proc = run(
         "analyze",
         "--model",
@@ -217,15 +215,14 @@ def test_bad_stylegan2_options(tmp_path: Path, checkpoint: Path):
         tmp_path / "o",
         "--quiet",
     )
-    assert_usage_error(proc, "only the z space")
+    assert_usage_error(proc, "only the z space", tmp_path / "o")
 
 
 def test_models_lists_the_zoo_and_fetch_fails_cleanly_offline(tmp_path: Path):
     proc = run("models")
     assert proc.returncode == 0
     assert "church-256-tf" in proc.stdout and "ffhq-1024" in proc.stdout
-    env = {**ENV, "LOWRANKGAN_CACHE": str(tmp_path / "cache")}
-    proc = run("fetch", "ffhq1024", env=env)
+    proc = run("fetch", "ffhq1024", env={"LOWRANKGAN_CACHE": str(tmp_path / "cache")})
     assert_usage_error(proc, "did you mean ffhq-1024")
 
 
@@ -285,7 +282,7 @@ def test_wplus_codes_and_lifted_w_directions(tmp_path: Path, checkpoint: Path):
         tmp_path / "a",
         "--quiet",
     )
-    assert_usage_error(proc, "unselected layers differ")
+    assert_usage_error(proc, "unselected layers differ", tmp_path / "a")
 
 
 def test_analyse_in_w_then_edit_selected_wplus_layers(tmp_path: Path, checkpoint: Path):

@@ -145,3 +145,16 @@ def test_sketch_approximates_the_principal_space_of_a_real_gan(faces):
     cosines = torch.linalg.svdvals(top_exact.T @ top_approx)
     assert cosines.min() > 0.99
     assert torch.allclose(approx, approx.T) and torch.linalg.eigvalsh(approx).min() > -1e-9
+
+
+def test_float32_gram_products_agree_with_float64_to_float32_rounding():
+    gen = torch.Generator().manual_seed(7)
+    field = torch.randn(20, 3, 40, 40, generator=gen)
+    weights = torch.rand(2, 40, 40, generator=gen)
+    exact = gram_from_field(field, weights)  # the default: float64 products
+    fast = gram_from_field(field, weights, products="float32")
+    assert fast.dtype == torch.float64
+    rel = ((fast - exact).abs().max() / exact.abs().max()).item()
+    assert 0 < rel < 1e-5, rel  # float32 rounding inside blocks, not float64's
+    with pytest.raises(ValueError):
+        gram_from_field(field, weights, products="float16")

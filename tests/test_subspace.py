@@ -80,7 +80,9 @@ def test_contrast_solves_the_generalised_eigenproblem(dim, seed, tau, scale):
     assert torch.all(values[:-1] >= values[1:])
     # scaling both matrices leaves the directions unchanged
     scaled, scaled_values = contrast_directions(region * scale, keep * scale, tau)
-    torch.testing.assert_close(scaled_values, values, rtol=1e-6, atol=1e-9)
+    # eigenvalue errors scale with the largest one (a tiny ridge makes the spread huge)
+    atol = 1e-9 + 1e-12 * float(values.abs().max())
+    torch.testing.assert_close(scaled_values, values, rtol=1e-6, atol=atol)
     overlap = (scaled.T @ directions).diagonal().abs()
     gaps = (values[:-1] - values[1:]).abs() / values[0].abs()
     distinct = torch.cat([gaps, gaps.new_ones(1)]) > 1e-4

@@ -18,12 +18,21 @@ import click
 import numpy as np
 import torch
 
-from lowrankgan.core.baselines import DEFAULT_PCA_SAMPLES, DEFAULT_TOP_K
+from lowrankgan.cli.options import (
+    MAX_SEED,
+    SEEDS,
+    STRENGTHS,
+    analysis_options,
+    model_options,
+    output_folder,
+    parse_seeds,
+    settings_from_options,
+    settings_options,
+)
 from lowrankgan.errors import UserInputError
 from lowrankgan.io.artifacts import check_writable_dir, staged_output
 from lowrankgan.io.datafiles import read_npy
 from lowrankgan.io.latents import load_direction_file, read_latent_array
-from lowrankgan.limits import limit
 from lowrankgan.models import Model, list_models, load_model
 from lowrankgan.pipeline.analysis import (
     Analysis,
@@ -32,17 +41,14 @@ from lowrankgan.pipeline.analysis import (
     directions_analysis,
     lifted_analysis,
 )
-from lowrankgan.pipeline.editing import (
-    DEFAULT_STEP,
-    check_path_work,
-    edit_analysis,
-    parse_strengths,
-)
+from lowrankgan.pipeline.editing import DEFAULT_STEP, check_path_work, edit_analysis, edit_many
 from lowrankgan.pipeline.evaluation import DEFAULT_SAMPLES, DEFAULT_TRANSFER, EVAL_METHODS
-from lowrankgan.pipeline.settings import AUTHORS_SETTINGS, METHODS, AnalysisSettings
 from lowrankgan.version import __version__
 from lowrankgan.zoo.catalogue import list_zoo
 from lowrankgan.zoo.download import cache_location
+
+#: `parse_seeds` and `MAX_SEED` live in `cli.options`; kept importable from here.
+__all__ = ["EXIT_USAGE", "MAX_SEED", "cli", "main", "parse_seeds"]
 
 EXIT_USAGE = 2
 #: OS errors that are the machine's state, not a bug: reported in one line, exit 2.
@@ -57,35 +63,6 @@ _ENVIRONMENT_ERRNOS = {
     errno.EMFILE,
     errno.ENAMETOOLONG,
 }
-#: Largest seed torch's generator accepts.
-MAX_SEED = 2**64 - 1
-
-
-def parse_seeds(text: str) -> list[int]:
-    """`"0-3,7"` -> `[0, 1, 2, 3, 7]`."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        low, sep, high = part.partition("-") if not part.startswith("-") else (part, "", "")
-        try:
-            first, last = (int(low), int(high)) if sep else (int(part), int(part))
-        except ValueError:
-            raise UserInputError(
-                f"seeds must be integers or ranges like 0-15, got {text!r}"
-            ) from None
-        if last < first:
-            raise UserInputError(f"seed range {part!r} is inverted")
-        if first < 0 or last > MAX_SEED:
-            raise UserInputError(f"seeds must be integers in 0..{MAX_SEED}")
-        # Counted before expanding: a typo like 0-1000000000 must not eat the memory.
-        if len(seeds) + last - first + 1 > limit("seeds"):
-            raise UserInputError(f"--seeds gives more than {limit('seeds')} seeds")
-        seeds.extend(range(first, last + 1))
-    if not seeds:
-        raise UserInputError("no seeds given")
-    return seeds
 
 
 def load_latent_file(path: Path, dim: int, model: Model | None = None) -> torch.Tensor:
@@ -140,196 +117,6 @@ def _latent(model: Model, seed: int | None, latent: str | None) -> tuple[torch.T
     if not 0 <= seed <= MAX_SEED:
         raise UserInputError(f"--seed must be an integer in 0..{MAX_SEED}")
     return model.sample_latent(seed), f"seed {seed}"
-
-
-def _output_folder(_ctx: click.Context, _param: click.Parameter, value: str) -> Path:
-    """`--out` as a Path: not empty (that would write into the current folder) and a name
-    that is valid text, since it ends up in JSON, HTML and messages."""
-    if not value.strip():
-        raise UserInputError("--out must name a folder (got an empty string)")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UserInputError("--out must be a UTF-8 path (its bytes are not valid UTF-8)") from None
-    return Path(value)
-
-
-def model_options(func):  # noqa: ANN001, ANN201 - click decorator
-    for option in reversed(
-        [
-            click.option(
-                "--model", "model_name", required=True, help="Name, checkpoint or file.py:factory."
-            ),
-            click.option("--checkpoint", default=None, help="Other weights for a named model."),
-            click.option(
-                "--class", "class_", default=None, help="Class index or name (conditional models)."
-            ),
-            click.option(
-                "--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto."
-            ),
-            click.option(
-                "--space",
-                default=None,
-                help="Analysis space: z; StyleGAN2 also w (its default) and wplus.",
-            ),
-            click.option(
-                "--layers",
-                default=None,
-                help="W+ layers driven by the analysis, e.g. 4-7 (with --space wplus).",
-            ),
-            click.option(
-                "--truncation",
-                type=float,
-                default=None,
-                help="Truncation psi in (0, 1] (StyleGAN2; default the checkpoint's own).",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
-
-
-def analysis_options(func):  # noqa: ANN001, ANN201 - click decorator
-    for option in reversed(
-        [
-            click.option("--keep", default=None, help="Region to hold still (default: the rest)."),
-            click.option(
-                "--method", type=click.Choice(METHODS), default="lowrank", show_default=True
-            ),
-        ]
-    ):
-        func = option(func)
-    return settings_options(func)
-
-
-def settings_options(func):  # noqa: ANN001, ANN201 - click decorator
-    for option in reversed(
-        [
-            click.option(
-                "--top-k",
-                type=int,
-                default=DEFAULT_TOP_K,
-                show_default=True,
-                help="sefa/ganspace: candidates offered to the region selection.",
-            ),
-            click.option(
-                "--ganspace-samples",
-                type=int,
-                default=DEFAULT_PCA_SAMPLES,
-                show_default=True,
-                help="ganspace: sampled images its PCA reads.",
-            ),
-            click.option(
-                "--ganspace-layer",
-                default=None,
-                help="ganspace: module whose input is the early activation, or 'latent' "
-                "(default: the model family's choice).",
-            ),
-            click.option(
-                "--rank", type=int, default=None, help="Rank of the region's principal space."
-            ),
-            click.option(
-                "--keep-rank",
-                type=int,
-                default=None,
-                help="Rank of the kept region's principal space.",
-            ),
-            click.option("--region-energy", type=float, default=0.9, show_default=True),
-            click.option("--keep-energy", type=float, default=0.999, show_default=True),
-            click.option(
-                "--rpca-solver",
-                type=click.Choice(["ialm", "admm"]),
-                default="ialm",
-                show_default=True,
-            ),
-            click.option(
-                "--rpca-lambda",
-                type=float,
-                default=None,
-                help="Sparsity weight (default 4/sqrt(d)).",
-            ),
-            click.option("--no-rpca", is_flag=True, help="Use the Gram matrices as they are."),
-            click.option(
-                "--authors",
-                is_flag=True,
-                help="The paper's settings: ADMM, lambda 1/60, numerical rank.",
-            ),
-            click.option("--contrast-tau", type=float, default=1e-2, show_default=True),
-            click.option(
-                "--contrast-low-rank",
-                is_flag=True,
-                help="Contrast the low-rank parts L_R, L_B instead of the Gram matrices.",
-            ),
-            click.option(
-                "--analysis-size",
-                type=int,
-                default=None,
-                help="Analyse at this resolution (area downsampling).",
-            ),
-            click.option(
-                "--fuse-channels",
-                is_flag=True,
-                help="Differentiate the mean of the colour channels.",
-            ),
-            click.option(
-                "--sketch",
-                type=int,
-                default=None,
-                help="Randomised Grams from K forward- and K reverse-mode products.",
-            ),
-            click.option(
-                "--memory-budget",
-                type=float,
-                default=None,
-                help="MiB for one Jacobian chunk's activations (the field itself comes on top).",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
-
-
-def _settings(model: Model, **kw: object) -> AnalysisSettings:
-    for name in ("region_energy", "keep_energy", "contrast_tau", "rpca_lambda", "memory_budget"):
-        value = kw[name]
-        if value is not None and not math.isfinite(value):
-            raise UserInputError(f"--{name.replace('_', '-')} must be a finite number")
-    size = kw["analysis_size"]
-    if size is not None and not 1 <= size <= max(model.resolution):
-        raise UserInputError(f"--analysis-size must be in 1..{max(model.resolution)}")
-    if kw["memory_budget"] is not None and kw["memory_budget"] <= 0:
-        raise UserInputError("--memory-budget must be positive")
-    values: dict[str, object] = {
-        "method": kw.get("method", "lowrank"),
-        "rank": kw["rank"],
-        "keep_rank": kw["keep_rank"],
-        "region_energy": kw["region_energy"],
-        "keep_energy": kw["keep_energy"],
-        "rpca_solver": kw["rpca_solver"],
-        "rpca_lambda": kw["rpca_lambda"],
-        "use_rpca": not kw["no_rpca"],
-        "contrast_tau": kw["contrast_tau"],
-        "contrast_on_low_rank": kw["contrast_low_rank"],
-        "size": None if size is None else _scaled_size(model, size),
-        "fuse_channels": kw["fuse_channels"],
-        "sketch": kw["sketch"],
-        "samples": kw.get("samples", 1),
-        "top_k": kw["top_k"],
-        "pca_samples": kw["ganspace_samples"],
-        "pca_layer": kw["ganspace_layer"],
-        "memory_budget": None
-        if kw["memory_budget"] is None
-        else int(float(kw["memory_budget"]) * 2**20),
-    }
-    if kw["authors"]:
-        values.update(AUTHORS_SETTINGS)
-    return AnalysisSettings(**values)  # type: ignore[arg-type]
-
-
-def _scaled_size(model: Model, size: int) -> tuple[int, int]:
-    height, width = model.resolution
-    scale = size / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -404,7 +191,7 @@ def fetch_command(name: str, cache: Path | None, no_verify: bool, quiet: bool) -
     show_default=True,
     help="Average the Gram matrices over this many images (directions that transfer).",
 )
-@click.option("--out", required=True, callback=_output_folder, help="Output folder.")
+@click.option("--out", required=True, callback=output_folder, help="Output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def analyze_command(
     model_name, checkpoint, class_, device, seed, latent, region, out, quiet, keep, **kw
@@ -413,7 +200,7 @@ def analyze_command(
     check_writable_dir(out)
     model = _model(model_name, checkpoint, class_, device, kw)
     z, _ = _latent(model, seed, latent)
-    settings = _settings(model, **kw)
+    settings = settings_from_options(model, **kw)
     result = analyze(model, z, region, keep, settings, progress=not quiet)
     result.info["seed"] = seed
     with staged_output(out) as staging:
@@ -463,16 +250,24 @@ def _analysis_for_edit(  # noqa: ANN001
     default=None,
     help="A .npy of (d,) or (k, d) directions to apply (e.g. the authors' released ones).",
 )
-@click.option("--strengths", default="-5,-2.5,0,2.5,5", show_default=True)
+@click.option(
+    "--strengths",
+    type=STRENGTHS,
+    default="-5,-2.5,0,2.5,5",
+    show_default=True,
+    help="Distances along the unit direction, comma-separated.",
+)
 @click.option("--one-shot", is_flag=True, help="Straight line instead of path-following.")
 @click.option("--step", type=float, default=DEFAULT_STEP, show_default=True)
-@click.option("--seeds", default=None, help="Apply the direction to these seeds, e.g. 0-15.")
+@click.option(
+    "--seeds", type=SEEDS, default=None, help="Apply the direction to these seeds, e.g. 0-15."
+)
 @click.option(
     "--other-model",
     is_flag=True,
     help="Accept an --analysis made on another model (e.g. one fine-tuned from it).",
 )
-@click.option("--out", required=True, callback=_output_folder, help="Output folder.")
+@click.option("--out", required=True, callback=output_folder, help="Output folder.")
 @click.option("--quiet", is_flag=True)
 def edit_command(
     model_name,
@@ -498,10 +293,10 @@ def edit_command(
     """Edit images along a local direction; writes edits.npz, edits.png and edits.gif."""
     from lowrankgan.report.outputs import EditWriter
 
-    values = parse_strengths(strengths)
+    values = list(strengths)
     if not (math.isfinite(step) and step > 0):
         raise UserInputError("--step must be a positive number")
-    seed_list = parse_seeds(seeds) if seeds is not None else None
+    seed_list = list(seeds) if seeds is not None else None
     if not one_shot:  # before the model is even loaded
         check_path_work(values, step, images=len(seed_list) if seed_list else 1)
     check_writable_dir(out)
@@ -510,7 +305,7 @@ def edit_command(
         z = None
     else:
         z, _ = _latent(model, seed, latent)
-    settings = _settings(model, **kw)
+    settings = settings_from_options(model, **kw)
     if direction_file is not None:
         if analysis_path is not None:
             raise UserInputError("give either --direction-file or --analysis, not both")
@@ -541,31 +336,40 @@ def edit_command(
                 f"{analysis_path}: no kept-region rank (analysis.json missing beside it?); "
                 "path-following needs it, or use --one-shot"
             ) from None
-    if seed_list is not None:
-        starts = [(f"seed {s}", s) for s in seed_list]
-    else:
-        label = f"seed {seed}" if seed is not None else ("latent" if latent else "analysis latent")
-        starts = [(label, None)]
+    label = f"seed {seed}" if seed is not None else ("latent" if latent else "analysis latent")
+    images = len(seed_list) if seed_list is not None else 1
     with staged_output(out) as staging:
         if region is not None:
             result.info["seed"] = seed  # as `analyze` records it
             result.save(staging)
-        writer = EditWriter(staging, model, values, result, len(starts))
-        # One starting latent at a time: its pictures are written and only latents kept.
-        for label, start_seed in starts:
+        writer = EditWriter(staging, model, values, result, images)
+        if seed_list is not None:
+            # One seed at a time: its pictures are written and only its latents kept.
+            for start_seed, latents in edit_many(
+                model,
+                result,
+                values,
+                seed_list,
+                direction=direction_index,
+                one_shot_edit=one_shot,
+                step=step,
+                progress=not quiet,
+            ):
+                writer.add(f"seed {start_seed}", latents, start_seed)
+        else:
             latents = edit_analysis(
                 model,
                 result,
                 values,
                 direction=direction_index,
-                latent=z if start_seed is None else model.sample_latent(start_seed),
+                latent=z,
                 one_shot_edit=one_shot,
                 step=step,
                 progress=not quiet,
             )
-            writer.add(label, latents, start_seed)
+            writer.add(label, latents, None)
         writer.close()
-    count = len(starts) * len(values)
+    count = images * len(values)
     click.echo(f"{count} edited images -> {out}")
 
 
@@ -580,9 +384,10 @@ def edit_command(
     show_default=True,
     help="Methods to compare, comma-separated.",
 )
-@click.option("--seeds", default="0-49", show_default=True, help="Images, e.g. 0-49.")
+@click.option("--seeds", type=SEEDS, default="0-49", show_default=True, help="Images, e.g. 0-49.")
 @click.option(
     "--strengths",
+    type=STRENGTHS,
     default="1,2,3,5",
     show_default=True,
     help="Distances along each unit direction, comma-separated.",
@@ -619,7 +424,7 @@ def edit_command(
     "--step", type=float, default=DEFAULT_STEP, show_default=True, help="Path step (--path)."
 )
 @settings_options
-@click.option("--out", required=True, callback=_output_folder, help="Output folder.")
+@click.option("--out", required=True, callback=output_folder, help="Output folder.")
 @click.option("--restart", is_flag=True, help="Discard finished cells made with other settings.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate_command(
@@ -651,8 +456,6 @@ def evaluate_command(
     from lowrankgan.report.evaluation import evaluate
 
     method_list = tuple(m.strip() for m in methods.split(",") if m.strip())
-    seed_list = tuple(parse_seeds(seeds))
-    strength_list = tuple(parse_strengths(strengths))
     region_list = parse_regions(regions)
     check_writable_dir(out)
     model = _model(model_name, checkpoint, class_, device, kw)
@@ -662,15 +465,15 @@ def evaluate_command(
         out,
         region_list,
         methods=method_list,
-        seeds=seed_list,
-        strengths=strength_list,
+        seeds=seeds,
+        strengths=strengths,
         transfer=transfer,
         samples=samples,
         multi_method=multi_method,
         keep=keep,
         path=path_following,
         step=step,
-        settings=_settings(model, **kw),
+        settings=settings_from_options(model, **kw),
         restart=restart,
         progress=not quiet,
         command="lowrankgan " + shlex.join(argv) if argv else "",
@@ -679,19 +482,20 @@ def evaluate_command(
 
 
 @cli.command("demo")
-@click.option("--out", default="outputs/demo", show_default=True, callback=_output_folder)
+@click.option("--out", default="outputs/demo", show_default=True, callback=output_folder)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--seeds", default="0-2", show_default=True)
+@click.option("--seeds", type=SEEDS, default="0-2", show_default=True, help="Faces, e.g. 0-2.")
 @click.option("--regions", default="eyes,mouth,nose", show_default=True)
 @click.option("--quiet", is_flag=True)
-def demo_command(out: Path, device: str, seeds: str, regions: str, quiet: bool) -> None:
+def demo_command(out: Path, device: str, seeds: tuple[int, ...], regions: str, quiet: bool) -> None:
     """Local edits of the built-in face GAN, with an HTML report."""
     from lowrankgan.report.demo import run_demo
 
     check_writable_dir(out)
-    seed_list = parse_seeds(seeds)
     region_list = [r.strip() for r in regions.split(",") if r.strip()]
-    report = run_demo(out, device=device, seeds=seed_list, regions=region_list, progress=not quiet)
+    report = run_demo(
+        out, device=device, seeds=list(seeds), regions=region_list, progress=not quiet
+    )
     click.echo(str(report))
 
 

@@ -14,8 +14,9 @@ Two solvers are provided:
 * ``"admm"``: the fixed-penalty ADMM used by the LowRankGAN authors, kept faithful (full SVD
   every iteration) as the baseline that ``"ialm"`` is measured against.
 
-Everything runs in torch on the input's device; nothing leaves the device inside the loops
-except one scalar per convergence check. Both solvers stop on the primal residual
+Everything runs in torch on the input's device (or on `device=`, e.g. the model's GPU for a
+large Gram), with TF32 off (`exact_math`); nothing leaves the device inside the loops except
+one scalar per convergence check. Both solvers stop on the primal residual
 ||M - L - S||_F / ||M||_F alone, as their references do: the answer is a feasible point near
 the PCP optimum, and on degenerate inputs runs that differ only in rounding may stop at
 slightly different points.
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lowrankgan.core.precision import exact_math
 from lowrankgan.errors import UserInputError
 
 __all__ = ["AUTHORS_LAMBDA", "RPCAResult", "rpca", "solve_rpca"]
@@ -92,6 +94,7 @@ def solve_rpca(
     max_iter: int | None = None,
     symmetric: bool | None = None,
     mu: float | None = None,
+    device: torch.device | str | None = None,
 ) -> RPCAResult:
     """Split `matrix` into low-rank plus sparse parts by principal component pursuit.
 
@@ -110,6 +113,8 @@ def solve_rpca(
             forces the SVD path. ``"admm"`` always uses a full SVD, as the authors did.
         mu: for ``"ialm"`` the initial penalty (default 1.25 / ||M||_2); for ``"admm"`` the
             fixed penalty (default n * m / (4 ||M||_1), ||.||_1 the largest column abs sum).
+        device: where to iterate (float64 there, e.g. the model's GPU for a large Gram);
+            default the input's device. The result comes back on the input's device.
 
     Returns:
         An `RPCAResult`; its tensors have the input's dtype and device. Its `residual` is that
@@ -120,6 +125,9 @@ def solve_rpca(
         tol <= 0; max_iter < 1; mu <= 0; unknown solver; symmetric=True on a non-square input.
     """
     target, out_dtype = _validated_matrix(matrix)
+    home = target.device
+    if device is not None:
+        target = target.to(torch.device(device))
     if solver not in _SOLVERS:
         raise UserInputError(f"unknown RPCA solver {solver!r}; expected one of {_SOLVERS}")
     n, m = target.shape
@@ -141,38 +149,55 @@ def solve_rpca(
 
     scale = target.abs().max().item()
     if scale == 0.0:
-        zeros = torch.zeros_like(target, dtype=out_dtype)
+        zeros = torch.zeros_like(target, dtype=out_dtype, device=home)
         return RPCAResult(zeros, zeros.clone(), 0, True, 0.0, solver, lam)
-
-    if solver == "admm":
-        low, sparse, iters, residual = _admm(target, lam, tol=tol, max_iter=max_iter, mu=mu)
-    else:
-        use_eigh = n == m and (
-            symmetric if symmetric is not None else _is_symmetric(target, out_dtype)
+    # The float32 warm-up must not run on TF32 tensor cores.
+    with exact_math():
+        low, sparse, iters, residual = _solve(
+            target, out_dtype, lam, solver, tol, max_iter, symmetric, mu
         )
-        if use_eigh:
-            # Exact symmetry of the target keeps S and Y exactly symmetric (see _svt_symmetric).
-            target = 0.5 * (target + target.T)
-        # PCP is scale-equivariant, so solving for M / max|M| loses nothing and keeps the
-        # float32 warm-up phase clear of overflow and underflow; mu scales like 1 / M.
-        low, sparse, iters, residual = _ialm(
-            target / scale,
-            lam,
-            tol=tol,
-            max_iter=max_iter,
-            use_eigh=use_eigh,
-            mu0=None if mu is None else mu * scale,
-        )
-        low, sparse = low * scale, sparse * scale
     return RPCAResult(
-        low_rank=low.to(out_dtype),
-        sparse=sparse.to(out_dtype),
+        low_rank=low.to(device=home, dtype=out_dtype),
+        sparse=sparse.to(device=home, dtype=out_dtype),
         iterations=iters,
         converged=residual <= tol,
         residual=residual,
         solver=solver,
         lam=lam,
     )
+
+
+def _solve(
+    target: torch.Tensor,
+    out_dtype: torch.dtype,
+    lam: float,
+    solver: str,
+    tol: float,
+    max_iter: int,
+    symmetric: bool | None,
+    mu: float | None,
+) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    """The chosen solver on float64 `target` (n, m), not all zero (`out_dtype`: the input's,
+    whose rounding the symmetry test allows): (L, S, iterations, residual)."""
+    n, m = target.shape
+    if solver == "admm":
+        return _admm(target, lam, tol=tol, max_iter=max_iter, mu=mu)
+    scale = target.abs().max().item()
+    use_eigh = n == m and (symmetric if symmetric is not None else _is_symmetric(target, out_dtype))
+    if use_eigh:
+        # Exact symmetry of the target keeps S and Y exactly symmetric (see _svt_symmetric).
+        target = 0.5 * (target + target.T)
+    # PCP is scale-equivariant, so solving for M / max|M| loses nothing and keeps the float32
+    # warm-up phase clear of overflow and underflow; mu scales like 1 / M.
+    low, sparse, iters, residual = _ialm(
+        target / scale,
+        lam,
+        tol=tol,
+        max_iter=max_iter,
+        use_eigh=use_eigh,
+        mu0=None if mu is None else mu * scale,
+    )
+    return low * scale, sparse * scale, iters, residual
 
 
 def rpca(

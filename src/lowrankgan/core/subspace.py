@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from lowrankgan.core.precision import exact_math
 from lowrankgan.errors import UserInputError
 
 
@@ -38,15 +39,35 @@ def canonical_signs(vectors: torch.Tensor) -> torch.Tensor:
     return vectors * signs
 
 
-def eig_desc(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def eigh_symmetric(
+    matrix: torch.Tensor, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`torch.linalg.eigh` of `(M + M^T) / 2`, ascending, as it comes: `(values (d,),
+    vectors (d, d))` on `matrix`'s device, computed on `device` when given (see
+    `lowrankgan.core.precision.linalg_device`), under `exact_math()`."""
+    with exact_math():
+        home = matrix.device
+        work = matrix if device is None else matrix.to(torch.device(device))
+        values, vectors = torch.linalg.eigh(symmetrize(work))
+        return values.to(home), vectors.to(home)
+
+
+def descending(values: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An `eigh_symmetric` result by decreasing |eigenvalue|, signs canonical: `(|values| (d,),
+    vectors (d, d))`."""
+    order = torch.argsort(values.abs(), descending=True)
+    return values.abs()[order], canonical_signs(vectors[:, order])
+
+
+def eig_desc(
+    matrix: torch.Tensor, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigen-decomposition of a symmetric matrix, by decreasing |eigenvalue|.
 
     Returns `(values (d,), vectors (d, d))`; for a PSD matrix these are its singular values
-    and singular vectors.
+    and singular vectors. `device`: where the eigh runs (default the matrix's).
     """
-    values, vectors = torch.linalg.eigh(symmetrize(matrix))
-    order = torch.argsort(values.abs(), descending=True)
-    return values.abs()[order], canonical_signs(vectors[:, order])
+    return descending(*eigh_symmetric(matrix, device))
 
 
 def energy_rank(values: torch.Tensor, energy: float) -> int:

@@ -101,27 +101,6 @@ class Model:
                 return tensor.dtype
         return torch.float32
 
-    @cached_property
-    def activation_bytes(self) -> int:
-        """Bytes of every module output in one forward pass of one latent (measured once):
-        what sizes Jacobian chunks to a memory budget."""
-        total = 0
-
-        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-            nonlocal total
-            if isinstance(output, torch.Tensor):
-                total += output.numel() * output.element_size()
-
-        handles = [m.register_forward_hook(hook) for m in self.network.modules()]
-        try:
-            with torch.no_grad():
-                probe = torch.zeros(1, self.latent_dim, device=self.device, dtype=self.dtype)
-                out = self.synthesize(probe)
-        finally:
-            for handle in handles:
-                handle.remove()
-        return max(total, out.numel() * out.element_size())
-
     @property
     def is_conditional(self) -> bool:
         return self.class_names is not None

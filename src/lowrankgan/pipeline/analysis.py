@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from lowrankgan import __version__
 from lowrankgan.core.baselines import GLOBAL_METHODS, global_directions
 from lowrankgan.core.directions import directions_from_grams, kept_null_space, rule_name
 from lowrankgan.core.gram import mask_weights, per_value_grams, region_values, sketch_gram
 from lowrankgan.core.jacobian import jacobian_field
+from lowrankgan.core.precision import precision_record
 from lowrankgan.core.subspace import check_rank
 from lowrankgan.errors import UserInputError, one_line
 from lowrankgan.io.analysis_files import (
@@ -39,6 +39,7 @@ from lowrankgan.pipeline.settings import (
     resolved_settings,
 )
 from lowrankgan.regions import RegionSpec, describe, keep_mask, region_mask
+from lowrankgan.version import __version__
 
 
 @dataclass
@@ -271,7 +272,7 @@ def analyze(
             progress=progress,
         )
         timings["global_directions"] = time.perf_counter() - start
-    found = directions_from_grams(grams[0], grams[1], settings, candidates)
+    found = directions_from_grams(grams[0], grams[1], settings, candidates, device=model.device)
     timings.update(found.timings)
     info = analysis_info(
         model,
@@ -365,6 +366,8 @@ def analysis_info(
         "settings": {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()
         },
+        # the arithmetic: TF32 off, Gram products and accumulation, where d x d problems ran
+        "precision": precision_record(model.device, model.latent_dim),
     }
     info.update(extra)
     return info
@@ -426,7 +429,9 @@ def directions_analysis(
                 "or use --one-shot"
             )
         gram = region_grams(model, latent, keep_m.unsqueeze(0), settings)[0].cpu()
-        null, keep_rank, _, _ = kept_null_space(gram, settings, settings.keep_rank)
+        null, keep_rank, _, _ = kept_null_space(
+            gram, settings, settings.keep_rank, device=model.device
+        )
         null_basis = null.numpy()
     empty_mask = np.zeros((0, 0), dtype=bool)
     info = analysis_info(

@@ -269,7 +269,9 @@ class _Evaluator:
         base = self.config.multi_method if method == "multi" else method
         settings = AnalysisSettings(**{**self.settings.__dict__, "method": base})
         candidates = self.candidates(method) if method in GLOBAL_METHODS else None
-        return directions_from_grams(region_gram, keep_gram, settings, candidates)
+        return directions_from_grams(
+            region_gram, keep_gram, settings, candidates, device=self.model.device
+        )
 
     def edits(
         self, latent: torch.Tensor, direction: torch.Tensor, region: str, keep_rank: int | None

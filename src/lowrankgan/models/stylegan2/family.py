@@ -39,6 +39,7 @@ from lowrankgan.models.stylegan2.formats import (
     read_stylegan2_checkpoint,
 )
 from lowrankgan.models.stylegan2.network import StyleGAN2Generator, build_stylegan2, style_affines
+from lowrankgan.ranges import parse_int_ranges
 from lowrankgan.shapes import Box, Difference, Ellipse, Shape
 
 SPACES = ("w", "z", "wplus")
@@ -135,15 +136,15 @@ def parse_layers(layers: str | tuple[int, ...] | None, num_ws: int) -> tuple[int
     if layers is None:
         return tuple(range(num_ws))
     if isinstance(layers, str):
-        picked: list[int] = []
-        for part in layers.split(","):
-            part = part.strip()
-            low, sep, high = part.partition("-")
-            try:
-                picked.extend(range(int(low), int(high) + 1) if sep else [int(part)])
-            except ValueError:
-                raise UserInputError(f"layers must be like 4-7 or 0,2,4; got {layers!r}") from None
-        layers = tuple(picked)
+        try:
+            # 1024 items at most: more than any network has ws, and counted before expanding.
+            layers = tuple(
+                parse_int_ranges(
+                    layers, low=0, high=num_ws - 1, most=1024, what="layers", example="4-7 or 0,2,4"
+                )
+            )
+        except UserInputError as exc:
+            raise UserInputError(f"{exc} (this model has {num_ws} ws)") from None
     chosen = tuple(sorted(set(layers)))
     if not chosen or chosen[0] < 0 or chosen[-1] >= num_ws:
         raise UserInputError(f"layers must lie in 0..{num_ws - 1} (this model has {num_ws} ws)")
