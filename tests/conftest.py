@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from hostile import assert_one_error_line
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 
@@ -104,18 +106,6 @@ def run_main(
 def run_main_fixture() -> Callable[..., MainRun]:
     """`run_main(*args, env=None, cwd=None) -> MainRun`: the command line in-process."""
     return run_main
-
-
-def assert_one_error_line(run: MainRun, phrase: str = "") -> str:
-    """Exit 2, exactly one `error: ...` line on stderr containing `phrase`
-    (case-insensitive), no traceback; returns the line."""
-    detail = f"exit {run.returncode}\nstdout: {run.stdout[-2000:]}\nstderr: {run.stderr[-2000:]}"
-    assert run.returncode == 2, detail
-    assert "Traceback" not in run.stderr + run.stdout, detail
-    lines = run.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), detail
-    assert phrase.lower() in lines[0].lower(), lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="session", name="assert_one_error_line")

@@ -125,14 +125,22 @@ def assert_refused(
     """The run refused: exit 2, one `error:` line containing `expect` (case-insensitive), no
     traceback, within the budgets; `unchanged` (a folder) holds what it held `before` (default:
     nothing). Returns the error line."""
+    line = assert_one_error_line(run, expect)
+    assert run.peak_rss_mib < max_rss_mib, f"peak RSS {run.peak_rss_mib:.0f} MiB: {line}"
+    assert run.seconds < max_seconds, f"{run.seconds:.1f} s: {line}"
+    if unchanged is not None:
+        assert tree(unchanged) == (before or {}), sorted(tree(unchanged))
+    return line
+
+
+def assert_one_error_line(run: object, phrase: str = "") -> str:
+    """`run` (anything with `returncode`, `stdout`, `stderr`) failed as bad input must: exit 2,
+    exactly one `error: ...` line on stderr containing `phrase`
+    (case-insensitive), no traceback; returns the line."""
     detail = f"exit {run.returncode}\nstdout: {run.stdout[-2000:]}\nstderr: {run.stderr[-2000:]}"
     assert run.returncode == 2, detail
     assert "Traceback" not in run.stderr + run.stdout, detail
     lines = run.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), detail
-    assert expect.lower() in lines[0].lower(), lines[0]
-    assert run.peak_rss_mib < max_rss_mib, f"peak RSS {run.peak_rss_mib:.0f} MiB: {lines[0]}"
-    assert run.seconds < max_seconds, f"{run.seconds:.1f} s: {lines[0]}"
-    if unchanged is not None:
-        assert tree(unchanged) == (before or {}), sorted(tree(unchanged))
+    assert phrase.lower() in lines[0].lower(), lines[0]
     return lines[0]

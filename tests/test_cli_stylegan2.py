@@ -11,6 +11,7 @@ import torch
 
 import sg2_checkpoints as sg2
 from conftest import MainRun, run_main
+from hostile import assert_one_error_line
 from lowrankgan import load_model
 from lowrankgan.models.stylegan2.network import random_stylegan2
 
@@ -20,9 +21,8 @@ def run(*args: object, env: dict | None = None) -> MainRun:
 
 
 def assert_usage_error(proc: MainRun, phrase: str, out: Path | None = None) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
-    assert phrase in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+    assert_one_error_line(proc)
+    assert proc.stderr.count("\n") == 1 and phrase in proc.stderr, proc.stderr
     assert out is None or not out.exists(), "a refused command wrote its output folder"
 
 

@@ -22,17 +22,24 @@ def python_example(number: int = 0) -> str:
     return text[start : text.index("```", start)]
 
 
-def test_the_python_api_example_runs():
-    code = python_example()
-    assert "load_model" in code and "analyze" in code
+def run_example(code: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run a README example in a fresh interpreter (one thread); it must succeed."""
     done = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=cwd,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_the_python_api_example_runs():
+    code = python_example()
+    assert "load_model" in code and "analyze" in code
+    done = run_example(code)
     ratio = float(done.stdout.strip().splitlines()[-1])
     assert 0 < ratio < 1  # the printed locality: the edit changes the eyes more than the rest
 
@@ -40,15 +47,7 @@ def test_the_python_api_example_runs():
 def test_the_evaluation_example_runs(tmp_path: Path):
     code = python_example(1)
     assert "evaluate" in code
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_example(code, tmp_path)
     out = tmp_path / "runs" / "eval-api"
     assert done.stdout.strip() == "runs/eval-api/index.html"
     rows = (out / "results.csv").read_text().splitlines()
@@ -64,15 +63,7 @@ def test_the_w_analysis_w_plus_edit_example_runs(tmp_path: Path):
     assert 'space="wplus", layers="4-7"' in code and "edit_many" in code
     network = random_stylegan2(resolution=32, channels_max=32, z_dim=16, w_dim=16)
     sg2.write_tf_pkl(tmp_path / "stylegan2-ffhq-config-f.pkl", network.state_dict())
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_example(code, tmp_path)
     lines = done.stdout.strip().splitlines()
     # 8 ws at 32 px: layers 4-7 get their own w, the other four share one -> 5 blocks of 16
     assert lines[0] == "(3, 80) (3, 3, 32, 32)"

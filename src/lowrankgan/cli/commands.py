@@ -31,8 +31,7 @@ from lowrankgan.cli.options import (
 )
 from lowrankgan.errors import UserInputError
 from lowrankgan.io.artifacts import check_writable_dir, staged_output
-from lowrankgan.io.datafiles import read_npy
-from lowrankgan.io.latents import load_direction_file, read_latent_array
+from lowrankgan.io.latents import read_direction_array, read_latent_array, unit_directions
 from lowrankgan.models import Model, list_models, load_model
 from lowrankgan.pipeline.analysis import (
     Analysis,
@@ -65,31 +64,25 @@ _ENVIRONMENT_ERRNOS = {
 }
 
 
-def load_latent_file(path: Path, dim: int, model: Model | None = None) -> torch.Tensor:
+def load_latent_file(path: Path, model: Model) -> torch.Tensor:
     """A `.npy` latent of shape `(d,)` or `(1, d)`, finite; other codes the model's family
     reads (a W+ model: `(num_ws, w_dim)` and `(w_dim,)`)."""
     code = torch.from_numpy(read_latent_array(path))
-    if model is not None:
-        try:
-            return model.latent_from_code(code)
-        except UserInputError as exc:
-            raise UserInputError(f"latent {path}: {exc}") from None
-    if code.numel() != dim or code.dim() > 2 or (code.dim() == 2 and code.shape[0] != 1):
-        raise UserInputError(
-            f"latent {path} has shape {tuple(code.shape)}, the model expects ({dim},)"
-        )
-    return code.reshape(dim)
+    try:
+        return model.latent_from_code(code)
+    except UserInputError as exc:
+        raise UserInputError(f"latent {path}: {exc}") from None
 
 
 def _direction_vectors(model: Model, path: Path) -> np.ndarray:
     """Directions `(d, k)` from a file; directions of another space lift when the model's
     family lifts them (W directions onto a W+ model's selected layers)."""
-    array = read_npy(path, "direction file")
-    size = array.shape[-1] if array.ndim else 0
+    array = read_direction_array(path)
+    size = array.shape[-1]
     if size != model.latent_dim and model.lifts_from(size):
-        vectors = load_direction_file(path, size)
+        vectors = unit_directions(array, size, path)
         return model.lift_directions(torch.from_numpy(vectors)).numpy()
-    return load_direction_file(path, model.latent_dim)
+    return unit_directions(array, model.latent_dim, path)
 
 
 def _model(
@@ -113,7 +106,7 @@ def _latent(model: Model, seed: int | None, latent: str | None) -> tuple[torch.T
     if (seed is None) == (latent is None):
         raise UserInputError("give exactly one of --seed or --latent")
     if latent is not None:
-        return load_latent_file(Path(latent), model.latent_dim, model).to(model.device), latent
+        return load_latent_file(Path(latent), model).to(model.device), latent
     if not 0 <= seed <= MAX_SEED:
         raise UserInputError(f"--seed must be an integer in 0..{MAX_SEED}")
     return model.sample_latent(seed), f"seed {seed}"

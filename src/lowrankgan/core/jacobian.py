@@ -143,6 +143,9 @@ class ChunkProfile:
     method: str = ""
     points: dict[int, int] = field(default_factory=dict)
     warmed: bool = False
+    #: chunks already decided, by (target bytes, limit): later fields (a path's steps, every
+    #: image of an evaluation) reuse them without building probes or trimming the heap
+    decided: dict[tuple[float, int], int] = field(default_factory=dict)
 
     def bound(self, k: int) -> float:
         """Upper bound on the peak bytes of a pass of `k`, from the measured points."""
@@ -314,6 +317,9 @@ def chunk_size_for(
     if limit == 1:
         return 1
     profile = chunk_profile(model, size, fuse_channels, mode)
+    decided = profile.decided.get((target, limit))
+    if decided is not None:
+        return decided
     point = _point(model, latent)
     if mode == "forward":
         push = batched_jvp(model, point, size, fuse_channels)
@@ -336,6 +342,7 @@ def chunk_size_for(
 
     with exact_math(), _CALIBRATION_LOCK:
         chunk = int(profile.calibrate(run, model.device, target, limit))
+        profile.decided[(target, limit)] = chunk
     if model.device.type == "cpu":
         trim_heap()  # what the calibration passes freed
     return chunk
@@ -486,23 +493,6 @@ def jacobian_field(
         directions = directions.to(device=device, dtype=dtype)
     count = directions.shape[0]
     batched = batched_jvp(model, point, size, fuse_channels)
-    # The model's precision, never below float32 (half models accumulate badly).
-    out_dtype = torch.promote_types(dtype, torch.float32)
-    result: torch.Tensor | None = None
-    done = 0
-
-    def run(k: int) -> torch.Tensor | None:
-        """The next (up to) k rows of the field."""
-        nonlocal result, done
-        if done >= count:
-            return None
-        block = batched(directions[done : done + k])
-        if result is None:
-            result = torch.empty((count, *block.shape[1:]), device=block.device, dtype=out_dtype)
-        result[done : done + block.shape[0]] = block
-        done += block.shape[0]
-        return block
-
     with torch.no_grad():
         # Calibration passes are thrown away: every row of the field comes from a chunk of
         # the same size, so a field does not depend on whether its process had calibrated
@@ -511,7 +501,7 @@ def jacobian_field(
             model, memory_budget, size=size, fuse_channels=fuse_channels, count=count
         )
         step = max(1, min(step, count))
-        if result is None and step >= count:
+        if step >= count:
             block = batched(directions)
             return block.to(torch.promote_types(block.dtype, torch.float32))
         # Sized to a budget on the CPU, each chunk starts from a trimmed heap as its
@@ -519,17 +509,19 @@ def jacobian_field(
         # freed pages resident and successive passes pile up (measured 190 MB resident after
         # six passes whose own peaks were under 80 MB on dcgan-faces). About 20 ms a trim.
         trim = not chunk_size and device.type == "cpu"
-        for _start in tqdm(
-            range(done, count, step),
-            desc="Jacobian",
-            unit="chunk",
-            disable=not progress,
-            leave=False,
+        field: torch.Tensor | None = None
+        for start in tqdm(
+            range(0, count, step), desc="Jacobian", unit="chunk", disable=not progress, leave=False
         ):
             if trim:
                 trim_heap()
-            run(step)
+            block = batched(directions[start : start + step])
+            if field is None:
+                # The model's precision, never below float32 (half models accumulate badly).
+                dtype = torch.promote_types(block.dtype, torch.float32)
+                field = torch.empty((count, *block.shape[1:]), device=block.device, dtype=dtype)
+            field[start : start + block.shape[0]] = block
     if trim:
         trim_heap()
-    assert result is not None
-    return result
+    assert field is not None
+    return field

@@ -24,9 +24,17 @@ def read_latent_array(path: Path) -> np.ndarray:
 def load_direction_file(path: Path, dim: int) -> np.ndarray:
     """Directions from a `.npy` file, `(d,)` or `(k, d)` (e.g. the authors' released W
     directions) -> `(d, k)` float64 unit columns."""
-    path = Path(path)
-    array = read_npy(path, "direction file")
-    array = np.atleast_2d(array.astype(np.float64))
+    return unit_directions(read_direction_array(path), dim, path)
+
+
+def read_direction_array(path: Path) -> np.ndarray:
+    """A direction file's array as float64, at least 2-d (`(d,)` becomes `(1, d)`)."""
+    return np.atleast_2d(read_npy(Path(path), "direction file").astype(np.float64))
+
+
+def unit_directions(array: np.ndarray, dim: int, path: Path) -> np.ndarray:
+    """`(k, dim)` rows of a direction file -> `(dim, k)` unit columns, refusing other shapes
+    and NaN, Inf or zero rows."""
     if array.ndim != 2 or array.shape[1] != dim:
         raise UserInputError(
             f"{path} has shape {array.shape}; expected ({dim},) or (k, {dim}) for this model"

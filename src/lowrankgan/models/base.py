@@ -250,6 +250,16 @@ class Family(Protocol):
         ...
 
 
+class NoBuiltins:
+    """For families without built-in models: the protocol's built-in half, empty."""
+
+    def builtins(self) -> Mapping[str, BuiltinSpec]:
+        return {}
+
+    def load_builtin(self, name: str, options: LoadOptions) -> Model:
+        raise KeyError(name)
+
+
 @dataclass(frozen=True)
 class BuiltinSpec:
     """A built-in model: what it is and where its weights live (a file inside a wheel)."""

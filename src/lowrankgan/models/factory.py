@@ -9,14 +9,13 @@ from __future__ import annotations
 import importlib.util
 import sys
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lowrankgan.errors import UserInputError
-from lowrankgan.models.base import BuiltinSpec, LoadOptions, Model, Source, generic_presets, only_z
+from lowrankgan.models.base import LoadOptions, Model, NoBuiltins, Source, generic_presets, only_z
 
 
 def is_factory_spec(text: str) -> bool:
@@ -24,7 +23,7 @@ def is_factory_spec(text: str) -> bool:
     return ":" in text and text.rpartition(":")[0].endswith(".py")
 
 
-class FactoryFamily:
+class FactoryFamily(NoBuiltins):
     """A module built by a function in a Python file the user names."""
 
     name = "factory"
@@ -38,12 +37,6 @@ class FactoryFamily:
     def load(self, source: Source, options: LoadOptions) -> Model:
         only_z(options, source.text)
         return load_factory(source.text)
-
-    def builtins(self) -> Mapping[str, BuiltinSpec]:
-        return {}
-
-    def load_builtin(self, name: str, options: LoadOptions) -> Model:
-        raise KeyError(name)
 
 
 def load_factory(spec: str) -> Model:

@@ -23,7 +23,7 @@ from lowrankgan.models.base import BuiltinSpec, Family, LoadOptions, Model, Sour
 from lowrankgan.models.biggan.family import BigGANFamily
 from lowrankgan.models.checkpoints import check_checkpoint_file, load_state_file
 from lowrankgan.models.dcgan.family import DCGANFamily
-from lowrankgan.models.factory import FactoryFamily, is_factory_spec
+from lowrankgan.models.factory import FactoryFamily
 from lowrankgan.models.stylegan2.family import StyleGAN2Family
 
 #: Every family, in the order detection tries them: factories by their spec, StyleGAN2 by
@@ -130,11 +130,14 @@ def load_model(
 def _load_source(source: Source, options: LoadOptions, builtins: dict) -> Model:
     """The first family that recognises `source` loads it; a clear error when none does."""
     text, path = source.text, source.path
-    if is_factory_spec(text):
-        pass
-    elif path.suffix == ".py":
+    # Texts such as file.py:name are read by the families that take specs, before any path
+    # check: they name no file of their own.
+    for family in FAMILIES:
+        if family.reads == "spec" and family.detect(source):
+            return family.load(source, options)
+    if path.suffix == ".py":
         raise UserInputError(f"name the factory: {text}:factory_function")
-    elif path.is_file():
+    if path.is_file():
         check_checkpoint_file(path)
     elif not path.exists():
         if any(sep in text for sep in ("/", "\\")) or path.suffix:
@@ -144,7 +147,7 @@ def _load_source(source: Source, options: LoadOptions, builtins: dict) -> Model:
             "(or a checkpoint path, or file.py:factory)"
         )
     for family in FAMILIES:
-        if family.detect(source):
+        if family.reads != "spec" and family.detect(source):
             return family.load(source, options)
     if path.is_dir():
         expected = " or ".join(f.expects for f in FAMILIES if f.reads == "folder") or "a model"

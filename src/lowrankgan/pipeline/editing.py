@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from lowrankgan.core.directions import kept_null_space, low_rank_part
 from lowrankgan.core.gram import gram_from_field, mask_weights
-from lowrankgan.core.jacobian import analysis_view, jacobian_field
+from lowrankgan.core.jacobian import analysis_view
 from lowrankgan.core.precision import exact_math, linalg_device
 from lowrankgan.core.subspace import eig_desc
 from lowrankgan.errors import UserInputError
@@ -29,6 +29,7 @@ from lowrankgan.limits import check_at_most
 from lowrankgan.models.base import Model
 from lowrankgan.pipeline.analysis import (
     Analysis,
+    analysis_field,
     check_analysis_fits,
     lifted_analysis,
     region_grams,
@@ -103,14 +104,7 @@ def _kept_state(
     settings: AnalysisSettings,
 ) -> _KeptState:
     latent = point.to(device=model.device, dtype=model.dtype)
-    field = jacobian_field(
-        model,
-        latent,
-        size=settings.size,
-        fuse_channels=settings.fuse_channels,
-        chunk_size=settings.chunk_size,
-        memory_budget=settings.memory_budget,
-    )
+    field = analysis_field(model, latent, settings)
     with torch.no_grad():
         view = analysis_view(model.synthesize(latent), settings.size, settings.fuse_channels)[0]
     grams = gram_from_field(field, torch.stack([keep_weights, region_weights])).cpu()

@@ -8,14 +8,13 @@ batch-norm standing statistics, and the class is chosen by ImageNet index or nam
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lowrankgan.errors import UserInputError
-from lowrankgan.models.base import BuiltinSpec, LoadOptions, Model, Source, generic_presets
+from lowrankgan.models.base import LoadOptions, Model, NoBuiltins, Source, generic_presets
 from lowrankgan.models.biggan.imagenet import imagenet_classes
 from lowrankgan.models.biggan.network import (
     BigGANDeep,
@@ -72,7 +71,7 @@ def _gen_z_weights(network: nn.Module) -> torch.Tensor:
     return network.generator.gen_z.weight[:, : network.config.z_dim]
 
 
-class BigGANFamily:
+class BigGANFamily(NoBuiltins):
     """A folder with BigGAN-deep's `config.json` and `pytorch_model.bin`, analysed in z."""
 
     name = "biggan"
@@ -93,9 +92,3 @@ class BigGANFamily:
                 f"{source.text}: BigGAN models are analysed in z (drop --space/--layers)"
             )
         return biggan_model(source.path, name=source.text, truncation=options.truncation)
-
-    def builtins(self) -> Mapping[str, BuiltinSpec]:
-        return {}
-
-    def load_builtin(self, name: str, options: LoadOptions) -> Model:
-        raise KeyError(name)

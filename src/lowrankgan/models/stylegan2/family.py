@@ -18,7 +18,6 @@ sky/ground and body/ground presets.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -26,9 +25,9 @@ from torch import nn
 
 from lowrankgan.errors import UserInputError
 from lowrankgan.models.base import (
-    BuiltinSpec,
     LoadOptions,
     Model,
+    NoBuiltins,
     Source,
     generic_presets,
 )
@@ -330,7 +329,7 @@ def _mentions_g_ema(path: Path) -> bool:
     return "g_ema" in load_state_file(path)
 
 
-class StyleGAN2Family:
+class StyleGAN2Family(NoBuiltins):
     """NVIDIA's PyTorch and TF pickles and rosinality's `g_ema` checkpoints."""
 
     name = "stylegan2"
@@ -350,9 +349,3 @@ class StyleGAN2Family:
             truncation=options.truncation,
             layers=options.layers,
         )
-
-    def builtins(self) -> Mapping[str, BuiltinSpec]:
-        return {}
-
-    def load_builtin(self, name: str, options: LoadOptions) -> Model:
-        raise KeyError(name)
