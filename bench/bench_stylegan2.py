@@ -382,7 +382,7 @@ def run(quick: bool = False) -> str:
         "",
         "Field is the computed size of the float32 Jacobian field `(d, C', h, w)` the Gram is "
         "formed from (not measured). Peak RSS growth is measured (see above). The chunk is "
-        "what `chunk_size_for` picks from the library's activation-size estimate.",
+        "what `chunk_size_for` picks from its measured calibration passes.",
     ]
 
     # Chunk table.
@@ -409,10 +409,11 @@ def run(quick: bool = False) -> str:
         )
     lines += [
         "",
-        f"The budget implied is the smallest `memory_budget` for which `chunk_size_for` picks "
-        f"that chunk: chunk x {_ACTIVATION_FACTOR} x the activation bytes of one forward "
-        f"pass ({activation_bytes(chunk_model) / 2**20:.2f} MiB on this network), the "
-        f"old hook estimate; the default CPU budget "
+        f"The budget implied is what the old sizing rule needed to pick that chunk: chunk x "
+        f"{_ACTIVATION_FACTOR} x the module outputs of one forward pass "
+        f"({activation_bytes(chunk_model) / 2**20:.2f} MiB on this network, forward hooks); "
+        f"the next column is what the calibrated `chunk_size_for` picks at that budget, from "
+        f"measured passes. The default CPU budget "
         f"({jac.DEFAULT_CPU_BUDGET / 2**30:.0f} GiB) gives chunk {chunk_size_for(chunk_model)} "
         "here.",
     ]
