@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 
 import click
 import click.testing
@@ -17,7 +18,22 @@ from lowrankgan.errors import UserInputError
 from lowrankgan.limits import limit
 from lowrankgan.models.stylegan2.family import parse_layers
 from lowrankgan.pipeline.editing import parse_strengths
-from lowrankgan.ranges import format_int_ranges, parse_int_ranges, parse_numbers
+from lowrankgan.ranges import parse_int_ranges, parse_numbers
+
+
+def format_int_ranges(values: Iterable[int]) -> str:
+    """`[0, 1, 2, 3, 7]` -> `"0-3,7"`, the text the property tests write: the shortest that
+    `parse_int_ranges` reads back as the sorted distinct values."""
+    ordered = sorted(set(values))
+    parts: list[str] = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
 
 
 def ints(text: str, **kw: object) -> list[int]:

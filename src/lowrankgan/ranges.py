@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
 
 from lowrankgan.errors import UserInputError
 from lowrankgan.limits import check_at_most
 
-__all__ = ["format_int_ranges", "parse_int_ranges", "parse_numbers"]
+__all__ = ["parse_int_ranges", "parse_numbers"]
 
 #: One item: `N` or `A-B`, each end an optional minus sign and ASCII digits.
 _ITEM = re.compile(r"\s*(-?[0-9]+)\s*(?:-\s*(-?[0-9]+)\s*)?")
@@ -99,21 +98,6 @@ def parse_numbers(text: str, *, most: str | int, what: str) -> list[float]:
             raise UserInputError(f"{what} must be finite numbers, got {shown!r}")
         values.append(value)
     return values
-
-
-def format_int_ranges(values: Iterable[int]) -> str:
-    """`[0, 1, 2, 3, 7]` -> `"0-3,7"`: the shortest text `parse_int_ranges` reads back as
-    the sorted distinct values."""
-    ordered = sorted(set(values))
-    parts: list[str] = []
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ",".join(parts)
 
 
 def _integer(token: str, low: int | None, high: int | None, what: str) -> int:
