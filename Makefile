@@ -31,9 +31,10 @@ test: install
 bench: install
 	$(PY) bench/run.py --out docs/benchmarks.md
 
-# The README's results: every method on both built-in GANs (2-3 + 4-5 minutes on 2 cores).
-# Resumable: an interrupted `make evaluate` continues where it stopped.
-EVAL := $(VENV)/bin/lowrankgan evaluate --seeds 0-49 --strengths 1,2,3,5
+# The README's results: every method on both built-in GANs, at equal change inside the
+# region (the headline) and at equal strength. Resumable: an interrupted `make evaluate`
+# continues where it stopped.
+EVAL := $(VENV)/bin/lowrankgan evaluate --seeds 0-49 --strengths 1,2,3,5 --changes 0.05,0.1,0.15
 evaluate: install
 	$(EVAL) --model dcgan-faces --regions eyes,mouth,nose --out outputs/eval/dcgan-faces
 	$(EVAL) --model omniart-eyes --regions iris,lids --out outputs/eval/omniart-eyes

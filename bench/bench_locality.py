@@ -21,8 +21,9 @@ import torch
 
 from lowrankgan.core.metrics import Locality, locality
 from lowrankgan.models import Model, load_model
-from lowrankgan.pipeline.analysis import Analysis, analyze
-from lowrankgan.pipeline.editing import follow_path, one_shot, settings_of
+from lowrankgan.pipeline.analysis import Analysis, analyze, settings_of
+from lowrankgan.pipeline.edits import one_shot
+from lowrankgan.pipeline.path import follow_path
 from lowrankgan.pipeline.settings import AUTHORS_SETTINGS
 
 _MODEL = "dcgan-faces"
@@ -124,7 +125,7 @@ def _directional(
         )
     )
     case.seconds[f"{prefix}_path"] = seconds
-    case.results[f"{prefix}_path"] = _measure(model, original, path, region)[0]
+    case.results[f"{prefix}_path"] = _measure(model, original, path.latents, region)[0]
 
 
 def _authors(model: Model, case: _Case, latent: torch.Tensor, original: torch.Tensor) -> float:

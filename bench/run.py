@@ -1,6 +1,6 @@
 """Run the benchmarks and write one Markdown report.
 
-    python bench/run.py --out docs/benchmarks.md [--quick] [--sections jacobian,rpca,locality]
+    python bench/run.py --out docs/benchmarks.md [--quick] [--sections jacobian,rpca,locality,path]
 
 The report holds the date, the machine (CPU, cores, RAM, OS, Python, torch and its threads,
 NumPy, the thread environment variables), the exact command, then each section's Markdown
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-SECTIONS = ("jacobian", "rpca", "locality", "stylegan2", "biggan")
+SECTIONS = ("jacobian", "rpca", "locality", "path", "stylegan2", "biggan")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 

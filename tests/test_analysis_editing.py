@@ -12,7 +12,8 @@ import torch
 
 from lowrankgan import Analysis, UserInputError, analyze, edit_analysis, load_model, locality
 from lowrankgan.io.analysis_files import ANALYSIS_ARRAYS
-from lowrankgan.pipeline.editing import one_shot, parse_strengths
+from lowrankgan.pipeline.editing import parse_strengths
+from lowrankgan.pipeline.edits import one_shot
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +84,8 @@ def test_path_following_is_more_local_than_one_shot(faces, eyes_analysis):
     z = faces.sample_latent(0)
     region = torch.from_numpy(eyes_analysis.region_mask)
     base = faces.synthesize(z)[0]
-    path = edit_analysis(faces, eyes_analysis, [4.0], step=0.5)
-    line = edit_analysis(faces, eyes_analysis, [4.0], one_shot_edit=True)
+    path = edit_analysis(faces, eyes_analysis, [4.0], step=0.5).latents
+    line = edit_analysis(faces, eyes_analysis, [4.0], one_shot_edit=True).latents
     path_loc = locality(base, faces.synthesize(path)[0], region)
     line_loc = locality(base, faces.synthesize(line)[0], region)
     assert path_loc.ratio < line_loc.ratio
@@ -117,7 +118,7 @@ def test_transfer_to_another_latent_starts_there(faces, eyes_analysis):
     other = faces.sample_latent(9)
     latents = edit_analysis(
         faces, eyes_analysis, [-1.0, 0.0, 1.0], latent=other, one_shot_edit=True
-    )
+    ).latents
     torch.testing.assert_close(latents[1], other)
     torch.testing.assert_close((latents[2] - other).norm(), torch.tensor(1.0))
 

@@ -407,7 +407,8 @@ def test_edit_one_shot_from_faces_analysis(tmp_path, faces_analysis):
         assert png.format == "PNG" and png.width > png.height > 64
     with Image.open(out / "edits.gif") as gif:
         assert gif.format == "GIF" and gif.is_animated and gif.n_frames >= 3
-    assert sorted(p.name for p in out.iterdir()) == ["edits.gif", "edits.npz", "edits.png"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["edits.gif", "edits.json", "edits.npz", "edits.png"]
 
 
 def test_one_shot_edit_changes_only_the_region(tmp_path, work, local, local_analysis):
@@ -442,7 +443,14 @@ def test_edit_path_following_with_region(tmp_path, local):
             out=out,
         )
     )
-    for name in ("analysis.npz", "analysis.json", "edits.npz", "edits.png", "edits.gif"):
+    for name in (
+        "analysis.npz",
+        "analysis.json",
+        "edits.npz",
+        "edits.json",
+        "edits.png",
+        "edits.gif",
+    ):
         assert (out / name).is_file(), name
     start = load_npz(out / "analysis.npz")["latent"]
     latents = load_npz(out / "edits.npz")["latents"]

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lowrankgan import analyze, edit, jacobian_gram
-from lowrankgan.pipeline.editing import follow_path, one_shot
+from lowrankgan.pipeline.edits import one_shot
+from lowrankgan.pipeline.path import follow_path
 from structured import LATENT_DIM, SIZE, structured_model
 
 
@@ -104,6 +105,7 @@ def test_path_following_on_a_flat_null_space_is_the_straight_line(model, latent)
     direction = torch.from_numpy(result.directions[:, 0]).float()
     keep = torch.from_numpy(result.keep_mask)
     path = follow_path(model, latent, direction, [-2.0, 0.0, 1.0, 2.0], keep, 6, step=0.5)
+    path = path.latents
     line = one_shot(latent, direction, [-2.0, 0.0, 1.0, 2.0])
     torch.testing.assert_close(path, line, atol=1e-5, rtol=0)
 
@@ -111,7 +113,8 @@ def test_path_following_on_a_flat_null_space_is_the_straight_line(model, latent)
 def test_edit_api_path_and_one_shot_agree_here(model, latent):
     result = analyze(model, latent, "left", rank=4, keep_rank=6)
     path = edit(model, latent, result.directions[:, 0], [1.5], region="left", keep_rank=6, step=0.5)
-    line = edit(model, latent, result.directions[:, 0], [1.5], one_shot_edit=True)
+    line = edit(model, latent, result.directions[:, 0], [1.5], one_shot_edit=True).latents
+    path = path.latents
     torch.testing.assert_close(path, line, atol=1e-5, rtol=0)
     assert abs(float((line[0] - latent).norm()) - 1.5) < 1e-5
 

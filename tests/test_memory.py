@@ -276,14 +276,14 @@ def test_cpu_analysis_stays_within_its_memory_budget():
 
 
 def test_path_gradient_is_computed_in_float64_blocks(monkeypatch):
-    from lowrankgan.pipeline import editing
+    from lowrankgan.pipeline import path
 
     gen = torch.Generator().manual_seed(5)
     field = torch.randn(30, 3, 16, 16, generator=gen)
     residual = torch.randn(3, 16, 16, generator=gen)
     whole = torch.einsum("dchw,chw->d", field.double(), residual.double())
-    assert torch.equal(editing._field_gradient(field, residual), whole)  # one block
-    monkeypatch.setattr(editing, "_GRADIENT_BLOCK_BYTES", 8 * 3 * 16 * 16 * 4)  # 4 rows
+    assert torch.equal(path._field_gradient(field, residual), whole)  # one block
+    monkeypatch.setattr(path, "_GRADIENT_BLOCK_BYTES", 8 * 3 * 16 * 16 * 4)  # 4 rows
     converted = []
     original = torch.Tensor.double
 
@@ -292,7 +292,7 @@ def test_path_gradient_is_computed_in_float64_blocks(monkeypatch):
         return original(self)
 
     monkeypatch.setattr(torch.Tensor, "double", spy)
-    blocked = editing._field_gradient(field, residual)
+    blocked = path._field_gradient(field, residual)
     monkeypatch.undo()
     assert max(converted) <= 4 and sum(c for c in converted if c != 3) == 30, converted
     torch.testing.assert_close(blocked, whole, rtol=1e-13, atol=1e-12)

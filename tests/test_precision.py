@@ -23,7 +23,7 @@ from lowrankgan.core.precision import exact_math, linalg_device, precision_recor
 from lowrankgan.core.subspace import eig_desc
 from lowrankgan.models.base import Model, generic_presets
 from lowrankgan.pipeline.analysis import Analysis, analyze
-from lowrankgan.pipeline.editing import follow_path
+from lowrankgan.pipeline.path import follow_path
 from lowrankgan.pipeline.settings import AnalysisSettings
 
 NEW_API = hasattr(torch._C, "_get_fp32_precision_getter")

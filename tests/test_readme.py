@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import sg2_checkpoints as sg2
 from lowrankgan.models.stylegan2.network import random_stylegan2
 
@@ -40,8 +42,13 @@ def test_the_python_api_example_runs():
     code = python_example()
     assert "load_model" in code and "analyze" in code
     done = run_example(code)
-    ratio = float(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    ratio = float(lines[-2])
     assert 0 < ratio < 1  # the printed locality: the edit changes the eyes more than the rest
+    # the edit to a change: distances, the changes reached (to 0.1%), both reached
+    assert lines[-1].endswith("[ True  True]"), lines[-1]
+    achieved = [float(v) for v in lines[-1].split("]")[1].strip(" [").split()]
+    assert achieved == pytest.approx([-0.1, 0.1], rel=1e-3)
 
 
 def test_the_evaluation_example_runs(tmp_path: Path):

@@ -182,22 +182,22 @@ def test_the_api_applies_a_w_analysis_to_chosen_wplus_layers(pkl, generator):
     plus = load_model(pkl, space="wplus", layers="1-2", truncation=1.0)
     result = analyze(w_model, w_model.sample_latent(0), "box:8,8,24,20")
     w0, unit = torch.from_numpy(result.latent).float(), torch.from_numpy(result.direction(0))
-    latents = edit_analysis(plus, result, [0.0, 3.0], one_shot_edit=True)
+    latents = edit_analysis(plus, result, [0.0, 3.0], one_shot_edit=True).latents
     assert latents.shape == (2, 48)
     torch.testing.assert_close(latents[0], w0.repeat(3))
     step = (latents[1] - latents[0]).double()
     lifted = torch.cat([unit, unit, torch.zeros(16, dtype=torch.float64)]) / 2**0.5
     torch.testing.assert_close(step, 3.0 * lifted, atol=1e-5, rtol=1e-5)
     # the same through `edit` with the (w_dim,) direction, and per seed through `edit_many`
-    direct = edit(plus, w0, unit.numpy(), [3.0], one_shot_edit=True)
+    direct = edit(plus, w0, unit.numpy(), [3.0], one_shot_edit=True).latents
     torch.testing.assert_close(direct[0], latents[1])
     rows = dict(edit_many(plus, result, [3.0], seeds=[5], one_shot_edit=True))
     start = plus.sample_latent(5)
     torch.testing.assert_close(
-        rows[5][0].double() - start.double(), 3.0 * lifted, atol=1e-5, rtol=1e-5
+        rows[5].latents[0].double() - start.double(), 3.0 * lifted, atol=1e-5, rtol=1e-5
     )
     # path-following from the lifted analysis keeps the kept region's rank of the W+ space
-    path = edit_analysis(plus, result, [1.0], step=0.5)
+    path = edit_analysis(plus, result, [1.0], step=0.5).latents
     assert path.shape == (1, 48) and torch.isfinite(path).all()
     # nothing lifts the other way: a W+ analysis is refused by the W model
     wide = replace(result, latent=np.zeros(48), directions=np.eye(48)[:, :1])

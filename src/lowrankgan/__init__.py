@@ -12,7 +12,7 @@ from lowrankgan.core.rpca import rpca, solve_rpca
 from lowrankgan.errors import UserInputError
 from lowrankgan.models import Family, Model, list_models, load_model, register_family
 from lowrankgan.pipeline.analysis import Analysis, analysis_field, analyze, lifted_analysis
-from lowrankgan.pipeline.editing import edit, edit_analysis, edit_many
+from lowrankgan.pipeline.editing import Edits, edit, edit_analysis, edit_many
 from lowrankgan.pipeline.evaluation import EvaluationConfig, run_cells
 from lowrankgan.pipeline.settings import AnalysisSettings
 from lowrankgan.regions import region_mask
@@ -22,6 +22,7 @@ from lowrankgan.version import __version__
 __all__ = [
     "Analysis",
     "AnalysisSettings",
+    "Edits",
     "EvaluationConfig",
     "Family",
     "Model",

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from lowrankgan.cli.options import (
+    CHANGES,
     MAX_SEED,
     SEEDS,
     STRENGTHS,
@@ -40,7 +41,12 @@ from lowrankgan.pipeline.analysis import (
     directions_analysis,
     lifted_analysis,
 )
-from lowrankgan.pipeline.editing import DEFAULT_STEP, check_path_work, edit_analysis, edit_many
+from lowrankgan.pipeline.editing import (
+    DEFAULT_STEP,
+    check_edit_work,
+    edit_analysis,
+    edit_many,
+)
 from lowrankgan.pipeline.evaluation import DEFAULT_SAMPLES, DEFAULT_TRANSFER, EVAL_METHODS
 from lowrankgan.version import __version__
 from lowrankgan.zoo.catalogue import list_zoo
@@ -246,9 +252,22 @@ def _analysis_for_edit(  # noqa: ANN001
 @click.option(
     "--strengths",
     type=STRENGTHS,
-    default="-5,-2.5,0,2.5,5",
-    show_default=True,
-    help="Distances along the unit direction, comma-separated.",
+    default=None,
+    help="Distances along the unit direction, comma-separated [default: -5,-2.5,0,2.5,5].",
+)
+@click.option(
+    "--change",
+    "changes",
+    type=CHANGES,
+    default=None,
+    help="Instead of --strengths: signed rms changes inside the region to reach "
+    "(images in [-1, 1]), e.g. -0.1,0,0.1.",
+)
+@click.option(
+    "--max-strength",
+    type=float,
+    default=None,
+    help="How far the search for a --change may go in the latent space [default: 3 sqrt(d)].",
 )
 @click.option("--one-shot", is_flag=True, help="Straight line instead of path-following.")
 @click.option("--step", type=float, default=DEFAULT_STEP, show_default=True)
@@ -274,6 +293,8 @@ def edit_command(
     direction_index,
     direction_file,
     strengths,
+    changes,
+    max_strength,
     one_shot,
     step,
     seeds,
@@ -283,17 +304,29 @@ def edit_command(
     keep,
     **kw,
 ) -> None:  # noqa: ANN001
-    """Edit images along a local direction; writes edits.npz, edits.png and edits.gif."""
+    """Edit images along a local direction to strengths or to changes inside the region;
+    writes edits.npz, edits.json, edits.png and edits.gif."""
     from lowrankgan.report.outputs import EditWriter
 
-    values = list(strengths)
+    if strengths is not None and changes is not None:
+        raise UserInputError("give either --strengths or --change, not both")
+    if changes is None and strengths is None:
+        strengths = DEFAULT_STRENGTHS
     if not (math.isfinite(step) and step > 0):
         raise UserInputError("--step must be a positive number")
+    if max_strength is not None and not (math.isfinite(max_strength) and max_strength > 0):
+        raise UserInputError("--max-strength must be a positive number")
+    values = list(changes if changes is not None else strengths)
     seed_list = list(seeds) if seeds is not None else None
-    if not one_shot:  # before the model is even loaded
-        check_path_work(values, step, images=len(seed_list) if seed_list else 1)
+    images = len(seed_list) if seed_list is not None else 1
+    asked = {"changes": values} if changes is not None else {"strengths": values}
+    work = {"step": step, "max_strength": max_strength, "images": images}
+    # Before the model is loaded, all that does not need its size (a change's default
+    # search bound does); then all of it.
+    check_edit_work(**asked, dim=1, one_shot_edit=one_shot or changes is not None, **work)
     check_writable_dir(out)
     model = _model(model_name, checkpoint, class_, device, kw)
+    check_edit_work(**asked, dim=model.latent_dim, one_shot_edit=one_shot, **work)
     if analysis_path is not None and seed is None and latent is None:
         z = None
     else:
@@ -330,40 +363,55 @@ def edit_command(
                 "path-following needs it, or use --one-shot"
             ) from None
     label = f"seed {seed}" if seed is not None else ("latent" if latent else "analysis latent")
-    images = len(seed_list) if seed_list is not None else 1
+    options = {
+        "direction": direction_index,
+        "one_shot_edit": one_shot,
+        "step": step,
+        "max_strength": max_strength,
+        "progress": not quiet,
+    }
+    record = {
+        "model": model.name,
+        "space": model.space,
+        "mode": "one-shot" if one_shot else "path-following",
+        "direction": direction_index,
+        "step": None if one_shot else step,
+        "max_strength": max_strength,
+    }
     with staged_output(out) as staging:
         if region is not None:
             result.info["seed"] = seed  # as `analyze` records it
             result.save(staging)
-        writer = EditWriter(staging, model, values, result, images)
+        writer = EditWriter(
+            staging, model, values, result, images, changes=changes is not None, record=record
+        )
         if seed_list is not None:
             # One seed at a time: its pictures are written and only its latents kept.
-            for start_seed, latents in edit_many(
-                model,
-                result,
-                values,
-                seed_list,
-                direction=direction_index,
-                one_shot_edit=one_shot,
-                step=step,
-                progress=not quiet,
-            ):
-                writer.add(f"seed {start_seed}", latents, start_seed)
+            for start_seed, edits in edit_many(model, result, seeds=seed_list, **asked, **options):
+                writer.add(f"seed {start_seed}", edits, start_seed)
         else:
-            latents = edit_analysis(
-                model,
-                result,
-                values,
-                direction=direction_index,
-                latent=z,
-                one_shot_edit=one_shot,
-                step=step,
-                progress=not quiet,
-            )
-            writer.add(label, latents, None)
+            edits = edit_analysis(model, result, latent=z, **asked, **options)
+            writer.add(label, edits, seed)
         writer.close()
-    count = images * len(values)
-    click.echo(f"{count} edited images -> {out}")
+        summary = writer.summary()
+    if summary["unreachable"]:
+        click.echo(_unreachable_line(summary["unreachable"], len(writer.edits) * len(values)),
+                   err=True)  # fmt: skip
+    click.echo(f"{images * len(values)} edited images -> {out}")
+
+
+DEFAULT_STRENGTHS = (-5.0, -2.5, 0.0, 2.5, 5.0)
+
+
+def _unreachable_line(missed: list[dict], total: int) -> str:
+    """One line for changes that could not be reached (details are in edits.json)."""
+    first = missed[0]
+    where = "" if first["seed"] is None else f" on seed {first['seed']}"
+    return (
+        f"warning: {len(missed)} of {total} changes not reached; e.g. {first['asked']:+g}"
+        f"{where} stopped at {first['achieved']:+.4f} (strength {first['strength']:+.3g}), "
+        "the largest reached; see edits.json"
+    )
 
 
 @cli.command("evaluate")
@@ -383,7 +431,20 @@ def edit_command(
     type=STRENGTHS,
     default="1,2,3,5",
     show_default=True,
-    help="Distances along each unit direction, comma-separated.",
+    help="Distances along each unit direction, comma-separated (the table at equal strength).",
+)
+@click.option(
+    "--changes",
+    type=CHANGES,
+    default=None,
+    help="Also compare every method at these changes inside the region (rms, images in "
+    "[-1, 1]), e.g. 0.05,0.1,0.15: the headline, at equal effect.",
+)
+@click.option(
+    "--max-strength",
+    type=float,
+    default=None,
+    help="How far the search for a change may go [default: 3 sqrt(d)].",
 )
 @click.option(
     "--transfer",
@@ -429,6 +490,8 @@ def evaluate_command(
     methods,
     seeds,
     strengths,
+    changes,
+    max_strength,
     transfer,
     samples,
     multi_method,
@@ -467,6 +530,8 @@ def evaluate_command(
         path=path_following,
         step=step,
         settings=settings_from_options(model, **kw),
+        changes=changes or (),
+        max_strength=max_strength,
         restart=restart,
         progress=not quiet,
         command="lowrankgan " + shlex.join(argv) if argv else "",

@@ -22,6 +22,7 @@ __all__ = [
     "LAYERS",
     "MAX_SEED",
     "SEEDS",
+    "CHANGES",
     "STRENGTHS",
     "IntRanges",
     "Numbers",
@@ -106,6 +107,7 @@ SEEDS = IntRanges(0, MAX_SEED, "seeds", "seeds", "0-15 or 0,3,7")
 LAYERS = IntRanges(0, None, 1024, "layers", "4-7 or 0,2,4")
 #: `--strengths`: distances along a unit direction.
 STRENGTHS = Numbers("strengths", "strengths")
+CHANGES = Numbers("strengths", "changes")
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -3,7 +3,11 @@
 A *cell* is one method, one region and one seed: the method finds its direction at that
 seed's image (global methods pick, among their top k, the one that moves the region most),
 the image is edited at every strength, and so are `transfer` other images (seeds from
-`TRANSFER_SEED_BASE`) with the same direction. Every edit is measured with `locality`.
+`TRANSFER_SEED_BASE`) with the same direction. With `changes`, the image is also edited to
+each change inside the region (the fair comparison: every method moves the region as much),
+and the transfer images twice: at the strength that reached the change on the analysed image
+(row kind `transfer`), and to the change itself (kind `transfer_change`). Every edit is
+measured with `locality`; rows say their `target` (`strength` or `change`).
 
 Methods: `lowrank`, `contrast`, `jacobian` (the region's own principal direction), `sefa`,
 `ganspace`, and `multi` (`contrast`, or `lowrank` with `multi_method`, on Gram matrices
@@ -33,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -44,7 +49,18 @@ from lowrankgan.io.artifacts import atomic_write_text, save_npz_atomic
 from lowrankgan.limits import check_at_most
 from lowrankgan.models.base import Model
 from lowrankgan.pipeline.analysis import multi_latents, region_grams, summed_grams
-from lowrankgan.pipeline.editing import DEFAULT_STEP, check_path_work, edit, follow_path, one_shot
+from lowrankgan.pipeline.editing import edit
+from lowrankgan.pipeline.edits import (
+    ChangeMeter,
+    Edits,
+    check_changes,
+    check_max_strength,
+    default_max_strength,
+    one_shot,
+    one_shot_to_changes,
+    reach_changes,
+)
+from lowrankgan.pipeline.path import DEFAULT_STEP, check_path_work, follow_path
 from lowrankgan.pipeline.settings import AnalysisSettings, resolved_settings
 from lowrankgan.regions import keep_mask, region_mask
 from lowrankgan.version import __version__
@@ -61,6 +77,9 @@ COLUMNS = (
     "seed",
     "kind",
     "image",
+    "target",
+    "change",
+    "reached",
     "strength",
     "rms_inside",
     "rms_outside",
@@ -89,6 +108,8 @@ class EvaluationConfig:
     path: bool = False
     step: float = DEFAULT_STEP
     settings: AnalysisSettings = field(default_factory=AnalysisSettings)
+    changes: tuple[float, ...] = ()
+    max_strength: float | None = None
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in EVAL_METHODS]
@@ -104,6 +125,12 @@ class EvaluationConfig:
                 raise UserInputError(f"{name} are repeated: {', '.join(map(str, values))}")
         if any(not math.isfinite(s) or s == 0 for s in self.strengths):
             raise UserInputError("strengths must be finite and non-zero")
+        if self.changes:
+            check_changes(self.changes)
+            if any(c == 0 for c in self.changes) or len(set(self.changes)) != len(self.changes):
+                raise UserInputError("changes must be non-zero and not repeated")
+            check_at_most(len(self.changes), "strengths", "the number of changes")
+        check_max_strength(self.max_strength)
         if isinstance(self.transfer, bool) or not 0 <= self.transfer <= 1000:
             raise UserInputError(f"transfer must be an integer in 0..1000, got {self.transfer}")
         if isinstance(self.samples, bool) or not 2 <= self.samples <= 1000:
@@ -139,6 +166,8 @@ class EvaluationConfig:
             "path": self.path,
             "step": self.step if self.path else None,
             "settings": settings,
+            "changes": list(self.changes),
+            "max_strength": self.max_strength,
         }
 
 
@@ -154,6 +183,8 @@ class Cell:
     rows: list[dict[str, Any]]
     self_latents: list[list[float]]
     ranks: dict[str, int]
+    #: the analysed image's edits at each change (empty without changes)
+    change_latents: list[list[float]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, allow_nan=True) + "\n"
@@ -204,6 +235,8 @@ def read_results(path: Path) -> list[dict[str, Any]]:
             row: dict[str, Any] = dict(raw)
             row["seed"], row["image"] = int(raw["seed"]), int(raw["image"])
             row["strength"] = float(raw["strength"])
+            row["change"] = float(raw["change"]) if raw["change"] else None
+            row["reached"] = raw["reached"] == "1"
             for name in METRICS:
                 row[name] = float(raw[name])
             row["candidate"] = int(raw["candidate"]) if raw["candidate"] else None
@@ -231,6 +264,12 @@ class _Evaluator:
             [m for r in config.regions for m in (self.region_masks[r], self.keep_masks[r])]
         )
         self.transfer_seeds = [TRANSFER_SEED_BASE + i for i in range(config.transfer)]
+        self.max_strength = config.max_strength or default_max_strength(model.latent_dim)
+        if config.path and config.changes:
+            # Bounded by the search for each change, on each image and each transfer image.
+            edits = len(config.seeds) * len(config.regions) * len(config.methods)
+            bound = self.max_strength
+            check_path_work([bound, -bound], config.step, images=edits * (1 + config.transfer))
         self._candidates: dict[str, torch.Tensor] = {}
         self._pool: torch.Tensor | None = None
         self._transfer: list[tuple[int, torch.Tensor, torch.Tensor]] | None = None
@@ -274,15 +313,28 @@ class _Evaluator:
         )
 
     def edits(
-        self, latent: torch.Tensor, direction: torch.Tensor, region: str, keep_rank: int | None
-    ) -> torch.Tensor:
-        """Edited latents `(n, d)` at the configured strengths. Path-following needs the
-        kept region's rank at `latent`: `keep_rank` when the analysis found it (the analysed
-        image), or None to compute it there (transfer images)."""
-        strengths = list(self.config.strengths)
+        self,
+        latent: torch.Tensor,
+        direction: torch.Tensor,
+        region: str,
+        keep_rank: int | None,
+        changes: Sequence[float] | None = None,
+        strengths: Sequence[float] | None = None,
+    ) -> Edits:
+        """Edits of `latent` to `changes` inside the region, or at `strengths` (default the
+        configured ones). Path-following needs the kept region's rank at `latent`:
+        `keep_rank` when the analysis found it (the analysed image), or None to compute it
+        there (transfer images)."""
+        if changes is None and strengths is None:
+            strengths = list(self.config.strengths)
+        edited, kept = self.region_masks[region], self.keep_masks[region]
         if not self.config.path:
-            return one_shot(latent, direction, strengths)
-        kept, edited = self.keep_masks[region], self.region_masks[region]
+            if changes is None:
+                latents = one_shot(latent, direction, strengths)
+                return Edits(latents, np.asarray(strengths), np.full(len(strengths), np.nan))
+            meter = ChangeMeter(self.model, latent, edited)
+            return one_shot_to_changes(latent, direction, changes, meter, self.max_strength)
+        common = {"changes": changes, "step": self.config.step, "max_strength": self.max_strength}
         if keep_rank is None:
             return edit(
                 self.model,
@@ -290,8 +342,9 @@ class _Evaluator:
                 direction,
                 strengths,
                 keep=kept,
+                region=edited,
                 settings=self.settings,
-                step=self.config.step,
+                **common,
             )
         return follow_path(
             self.model,
@@ -301,9 +354,23 @@ class _Evaluator:
             kept,
             keep_rank,
             self.settings,
-            step=self.config.step,
             region=edited,
+            **common,
         )
+
+    def transfer_to_changes(
+        self, direction: torch.Tensor, region: str, changes: Sequence[float]
+    ) -> list[Edits]:
+        """Every transfer image edited to `changes` (one-shot: all measured in shared
+        batches)."""
+        images = self.transfer_images()
+        if self.config.path:
+            return [self.edits(latent, direction, region, None, changes) for _, latent, _ in images]
+        mask = self.region_masks[region]
+        lines = [
+            (latent, direction, ChangeMeter(self.model, latent, mask)) for _, latent, _ in images
+        ]
+        return reach_changes(lines, changes, self.max_strength)
 
     def measure(
         self,
@@ -311,16 +378,23 @@ class _Evaluator:
         image: int,
         kind: str,
         original: torch.Tensor,
-        edited: torch.Tensor,
+        edits: Edits,
         candidate: int | None,
+        changes: Sequence[float] | None = None,
+        strengths: Sequence[float] | None = None,
     ) -> list[dict[str, Any]]:
-        """One row per strength: the edits `(n, d)` of the image `original` `(C, H, W)` (seed
-        `image`) measured in the region of `cell = (method, region, seed)`."""
+        """One row per edit of the image `original` `(C, H, W)` (seed `image`), measured in
+        the region of `cell = (method, region, seed)`. `changes`: the changes the edits were
+        made for (rows of target `change`); `strengths`: the strengths to record (default
+        those the edits travelled)."""
         method, region, seed = cell
         with torch.no_grad():
-            images = self.model.synthesize(edited)
+            images = self.model.synthesize(edits.latents)
+        strengths = edits.strengths if strengths is None else strengths
+        targets = [None] * len(images) if changes is None else list(changes)
+        reached = edits.reached if changes is not None and edits.changes is not None else None
         rows = []
-        for strength, after in zip(self.config.strengths, images, strict=True):
+        for index, after in enumerate(images):
             loc = locality(original, after, self.region_masks[region], self.keep_masks[region])
             rows.append(
                 {
@@ -329,7 +403,10 @@ class _Evaluator:
                     "seed": seed,
                     "kind": kind,
                     "image": image,
-                    "strength": float(strength),
+                    "target": "strength" if changes is None else "change",
+                    "change": targets[index],
+                    "reached": True if reached is None else bool(reached[index]),
+                    "strength": float(strengths[index]),
                     **{name: float(getattr(loc, name)) for name in METRICS},
                     "candidate": candidate,
                 }
@@ -365,12 +442,31 @@ class _Evaluator:
         candidate = None
         if found.candidate_order is not None:
             candidate = int(found.candidate_order[0])
-        edited = self.edits(latent, direction, region, found.keep_rank)
+        keep_rank = found.keep_rank
         key = (method, region, seed)
+        edited = self.edits(latent, direction, region, keep_rank)
         rows = self.measure(key, seed, "self", original, edited, candidate)
-        for other, other_latent, other_image in self.transfer_images():
+        transfer = self.transfer_images()
+        for other, other_latent, other_image in transfer:
             moved = self.edits(other_latent, direction, region, None)
             rows += self.measure(key, other, "transfer", other_image, moved, candidate)
+        changed: Edits | None = None
+        changes = list(self.config.changes)
+        if changes:
+            changed = self.edits(latent, direction, region, keep_rank, changes)
+            rows += self.measure(key, seed, "self", original, changed, candidate, changes)
+            at = [float(s) for s in changed.strengths]
+            reached = self.transfer_to_changes(direction, region, changes)
+            for (other, other_latent, other_image), own in zip(transfer, reached, strict=True):
+                # The strength that reached each change on the analysed image ...
+                moved = self.edits(other_latent, direction, region, None, strengths=at)
+                rows += self.measure(
+                    key, other, "transfer", other_image, moved, candidate, changes, at
+                )
+                # ... and the change itself, reached on the other image.
+                rows += self.measure(
+                    key, other, "transfer_change", other_image, own, candidate, changes
+                )
         return Cell(
             method=method,
             region=region,
@@ -378,8 +474,11 @@ class _Evaluator:
             direction=found.directions[:, 0].tolist(),
             candidate=candidate,
             rows=rows,
-            self_latents=edited.detach().double().cpu().tolist(),
+            self_latents=edited.latents.detach().double().cpu().tolist(),
             ranks={"region": found.rank, "keep": found.keep_rank},
+            change_latents=[]
+            if changed is None
+            else changed.latents.detach().double().cpu().tolist(),
         )
 
 
@@ -562,12 +661,17 @@ def run_cells(
 
 def _matches(cell: Cell, config: EvaluationConfig, method: str, region: str, seed: int) -> bool:
     """Whether a stored cell is complete for this configuration."""
-    expected = len(config.strengths) * (1 + config.transfer)
+    count, changes = len(config.strengths), len(config.changes)
+    expected = count * (1 + config.transfer) + changes * (1 + 2 * config.transfer)
+    asked = [
+        row["strength"] if row.get("target", "strength") == "strength" else row["change"]
+        for row in cell.rows
+        if row["kind"] == "self"
+    ]
     return (
         (cell.method, cell.region, cell.seed) == (method, region, seed)
         and len(cell.rows) == expected
-        and [r["strength"] for r in cell.rows[: len(config.strengths)]]
-        == [float(s) for s in config.strengths]
+        and asked == [float(s) for s in config.strengths] + [float(c) for c in config.changes]
     )
 
 

@@ -21,10 +21,10 @@ from lowrankgan.core.metrics import locality
 from lowrankgan.io.artifacts import staged_output
 from lowrankgan.models import load_model
 from lowrankgan.pipeline.analysis import Analysis, analysis_field, analyze
-from lowrankgan.pipeline.editing import edit_analysis
+from lowrankgan.pipeline.editing import Edits, edit_analysis
 from lowrankgan.pipeline.settings import AnalysisSettings
 from lowrankgan.report.html import Figure, ReportSection, write_report
-from lowrankgan.report.outputs import render_latents, strength_label
+from lowrankgan.report.outputs import change_label, render_latents, strength_label
 from lowrankgan.report.render import (
     change_heatmap,
     gif_bytes,
@@ -36,13 +36,23 @@ from lowrankgan.report.render import (
 from lowrankgan.version import __version__
 
 DEMO_MODEL = "dcgan-faces"
-DEMO_STRENGTHS = (-4.0, -2.0, 0.0, 2.0, 4.0)
+#: Changes inside the region the edits reach (rms, images in [-1, 1]): both methods move the
+#: region as much, so the pictures compare how much each leaves the rest alone.
+DEMO_CHANGES = (-0.12, -0.06, 0.0, 0.06, 0.12)
 DEMO_STEP = 0.5
 DISPLAY = 128
 
 
-def _edit_rows(model, analysis: Analysis, latent: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
-    return edit_analysis(model, analysis, DEMO_STRENGTHS, latent=latent, step=DEMO_STEP)
+def _edit_rows(model, analysis: Analysis, latent: torch.Tensor) -> Edits:  # noqa: ANN001
+    return edit_analysis(model, analysis, changes=DEMO_CHANGES, latent=latent, step=DEMO_STEP)
+
+
+def _row_label(method: str, edits: Edits) -> str:
+    """A method's row label; an edit that fell short of its change says what it reached."""
+    missed = [float(a) for a, ok in zip(edits.achieved, edits.reached, strict=True) if not ok]
+    if not missed:
+        return method
+    return f"{method} (reached {', '.join(f'{a:+.3f}' for a in missed)})"
 
 
 def run_demo(
@@ -74,53 +84,57 @@ def run_demo(
             if seed not in fields:  # one Jacobian field per image serves all its regions
                 fields = {seed: analysis_field(model, latent, AnalysisSettings())}
             original = model.synthesize(latent)[0]
-            strips, table, heatmaps, frames = [], [], [], []
+            strips, table, heatmaps, frames, labels = [], [], [], [], []
             mask = torch.from_numpy(np.asarray(model.presets[region].mask(*model.resolution)))
             for method in ("lowrank", "contrast"):
                 analysis = analyze(model, latent, region, method=method, field=fields[seed])
                 if first_analysis is None and method == "lowrank":
                     first_analysis = analysis
-                latents = _edit_rows(model, analysis, latent)
-                images = render_latents(model, latents)
+                edits = _edit_rows(model, analysis, latent)
+                labels.append(_row_label(method, edits))
+                images = render_latents(model, edits.latents)
                 strips.append([upscale(image, DISPLAY) for image in images])
-                edited = model.synthesize(latents)
-                for strength, image in zip(DEMO_STRENGTHS, edited, strict=True):
-                    if strength == 0:
+                edited = model.synthesize(edits.latents)
+                for index, image in enumerate(edited):
+                    change = DEMO_CHANGES[index]
+                    if change == 0:
                         continue
                     loc = locality(original, image, mask)
                     table.append(
                         {
                             "method": method,
-                            "strength": strength,
+                            "change asked": change,
+                            "change reached": float(edits.achieved[index]),
+                            "strength": float(edits.strengths[index]),
                             "rms inside": loc.rms_inside,
                             "rms outside": loc.rms_outside,
                             "outside / inside": loc.ratio,
                             "energy inside": loc.energy_inside,
                         }
                     )
-                    if abs(strength) == max(DEMO_STRENGTHS):
+                    if abs(change) == max(DEMO_CHANGES):
                         measured.append((region, method, loc.ratio, loc.rms_inside))
-                base = images[DEMO_STRENGTHS.index(0.0)]
+                base = images[DEMO_CHANGES.index(0.0)]
                 heatmaps.append(
                     Figure(
-                        f"{method}: change at strength {strength_label(max(DEMO_STRENGTHS))}",
+                        f"{method}: where it changed at {change_label(max(DEMO_CHANGES))}",
                         png_bytes(upscale(change_heatmap(base, images[-1], mask.numpy()), DISPLAY)),
                     )
                 )
                 frames.append(images)
-            base = strips[0][DEMO_STRENGTHS.index(0.0)]
+            base = strips[0][DEMO_CHANGES.index(0.0)]
             region_view = upscale(
                 overlay_region(render_latents(model, latent.unsqueeze(0))[0], mask.numpy()), DISPLAY
             )
             grid = image_grid(
                 strips,
-                row_labels=["lowrank", "contrast"],
-                col_labels=[strength_label(s) for s in DEMO_STRENGTHS],
+                row_labels=labels,
+                col_labels=[change_label(c) for c in DEMO_CHANGES],
             )
             name = f"seed{seed}_{region}"
             grid_bytes = png_bytes(grid)
             (staging / f"{name}.png").write_bytes(grid_bytes)
-            order = np.argsort(DEMO_STRENGTHS)
+            order = np.argsort(DEMO_CHANGES)
             gif_frames = [
                 np.concatenate([upscale(frames[m][i], DISPLAY) for m in range(2)], axis=1)
                 for i in order
@@ -131,10 +145,11 @@ def run_demo(
                 ReportSection(
                     title=f"Seed {seed}: {region}",
                     text=(
-                        f"Top local direction of each method, path-following edits at "
-                        f"strengths {', '.join(strength_label(s) for s in DEMO_STRENGTHS)} "
-                        f"(distance in z). Left animation: lowrank, right: contrast. Lower "
-                        f"'outside / inside' is more local."
+                        f"Top local direction of each method, path-following edits to the "
+                        f"changes {', '.join(f'{c:+g}' for c in DEMO_CHANGES)} inside the "
+                        f"region (rms, images in [-1, 1]; the table gives the change each "
+                        f"reached and the distance in z it took). Left animation: lowrank, "
+                        f"right: contrast. Lower 'outside / inside' is more local."
                     ),
                     figures=[
                         Figure("region (red)", png_bytes(region_view)),
@@ -159,9 +174,10 @@ def run_demo(
             ReportSection(
                 title="Summary",
                 text=(
-                    f"Medians over seeds {', '.join(map(str, seeds))} and both signs at strength "
-                    f"{max(DEMO_STRENGTHS):g}: rms change outside the region / inside it (lower is "
-                    "more local) and rms change inside (images in [-1, 1])."
+                    f"Medians over seeds {', '.join(map(str, seeds))} and both signs at change "
+                    f"{max(DEMO_CHANGES):g} inside the region: rms change outside the region / "
+                    "inside it (lower is more local) and the rms change reached inside (images "
+                    "in [-1, 1])."
                 ),
                 table=_summary(measured),
             ),
@@ -201,15 +217,18 @@ def _transfer_section(
     """One direction, found on one face, applied to other faces."""
     others = [s for s in range(max(seeds) + 1, max(seeds) + 6)]
     strengths = (-3.0, 0.0, 3.0)
-    rows = []
+    rows, labels = [], []
     for seed in others:
-        latents = edit_analysis(
+        edits = edit_analysis(
             model, analysis, strengths, latent=model.sample_latent(seed), one_shot_edit=True
         )
-        rows.append([upscale(image, 128) for image in render_latents(model, latents)])
+        rows.append([upscale(image, 128) for image in render_latents(model, edits.latents)])
+        pairs = zip(edits.achieved, strengths, strict=True)
+        reached = ", ".join(change_label(a) for a, s in pairs if s)
+        labels.append(f"seed {seed}: {reached}")
     grid = image_grid(
         rows,
-        row_labels=[f"seed {s}" for s in others],
+        row_labels=labels,
         col_labels=[strength_label(s) for s in strengths],
     )
     data = png_bytes(grid)
@@ -218,7 +237,9 @@ def _transfer_section(
         title="Transfer to other faces",
         text=(
             f"The top lowrank direction for '{analysis.info.get('region')}' found on seed "
-            f"{seeds[0]}, applied unchanged (one-shot) to other seeds."
+            f"{seeds[0]}, applied unchanged (one-shot, strengths "
+            f"{', '.join(strength_label(s) for s in strengths)}) to other seeds; each row says "
+            "the change it reached inside the region."
         ),
         figures=[Figure("one direction, other faces", data)],
     )

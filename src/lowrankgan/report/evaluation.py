@@ -21,7 +21,6 @@ import torch
 
 from lowrankgan.io.artifacts import atomic_write_bytes, atomic_write_text, staged_output
 from lowrankgan.models.base import Model
-from lowrankgan.pipeline.editing import DEFAULT_STEP
 from lowrankgan.pipeline.evaluation import (
     DEFAULT_SAMPLES,
     DEFAULT_TRANSFER,
@@ -33,16 +32,18 @@ from lowrankgan.pipeline.evaluation import (
     csv_text,
     run_cells,
 )
+from lowrankgan.pipeline.path import DEFAULT_STEP
 from lowrankgan.pipeline.settings import AnalysisSettings
 from lowrankgan.regions import region_mask
 from lowrankgan.report.charts import Series, line_chart
 from lowrankgan.report.html import Figure, ReportSection, render_html
-from lowrankgan.report.outputs import render_latents, strength_label
+from lowrankgan.report.outputs import change_label, render_latents, strength_label
 from lowrankgan.report.render import change_heatmap, image_grid, overlay_region, png_bytes, upscale
 from lowrankgan.version import __version__
 
-#: The strength the ranking and head-to-head tables use when the run has it.
+#: The strength and change the ranking and head-to-head tables use when the run has them.
 PREFERRED_STRENGTH = 2.0
+PREFERRED_CHANGE = 0.1
 _DISPLAY = 128
 
 
@@ -77,15 +78,40 @@ def _quantile(sorted_values: np.ndarray, q: float) -> float:
 
 
 def stats(
-    rows: Sequence[dict[str, Any]], metric: str, kind: str
+    rows: Sequence[dict[str, Any]], metric: str, kind: str, target: str = "strength"
 ) -> dict[tuple[str, str, float], Stat]:
-    """`(method, region, strength) -> Stat` of `metric` over the rows of `kind`."""
+    """`(method, region, value) -> Stat` of `metric` over the rows of `kind` made for
+    `target` (`strength`: value is the strength; `change`: the change asked for)."""
     groups: dict[tuple[str, str, float], list[float]] = {}
     for row in rows:
-        if row["kind"] == kind:
-            key = (row["method"], row["region"], float(row["strength"]))
+        if row["kind"] == kind and row.get("target", "strength") == target:
+            value = row["strength"] if target == "strength" else row["change"]
+            key = (row["method"], row["region"], float(value))
             groups.setdefault(key, []).append(float(row[metric]))
     return {key: stat(values) for key, values in groups.items()}
+
+
+def headline(config: EvaluationConfig) -> tuple[str, tuple[float, ...]]:
+    """What the report compares methods at: equal change when the run has changes (the
+    fair comparison), else equal strength."""
+    if config.changes:
+        return "change", config.changes
+    return "strength", config.strengths
+
+
+def report_value(config: EvaluationConfig) -> float:
+    """The change (0.1 when evaluated) or strength rankings are given at."""
+    target, values = headline(config)
+    if target == "change":
+        if PREFERRED_CHANGE in values:
+            return PREFERRED_CHANGE
+        positive = sorted(c for c in values if c > 0) or sorted(values)
+        return positive[(len(positive) - 1) // 2]
+    return report_strength(values)
+
+
+def value_label(target: str, value: float) -> str:
+    return f"change {value:g}" if target == "change" else f"strength {value:g}"
 
 
 def report_strength(strengths: Sequence[float]) -> float:
@@ -98,14 +124,22 @@ def report_strength(strengths: Sequence[float]) -> float:
 
 
 def head_to_head(
-    rows: Sequence[dict[str, Any]], region: str, strength: float, methods: Sequence[str]
+    rows: Sequence[dict[str, Any]],
+    region: str,
+    value: float,
+    methods: Sequence[str],
+    target: str = "strength",
 ) -> dict[tuple[str, str], float]:
     """`(a, b) -> share of seeds` where `a`'s edit is more local (lower ratio) than `b`'s on
-    the same image at `strength` (ties count half)."""
+    the same image at strength or change `value` (ties count half)."""
+    key = "strength" if target == "strength" else "change"
     ratio: dict[tuple[str, int], float] = {
         (row["method"], row["seed"]): float(row["ratio"])
         for row in rows
-        if row["kind"] == "self" and row["region"] == region and row["strength"] == strength
+        if row["kind"] == "self"
+        and row.get("target", "strength") == target
+        and row["region"] == region
+        and row[key] == value
     }
     seeds = sorted({seed for _, seed in ratio})
     shares = {}
@@ -122,11 +156,15 @@ def head_to_head(
 
 
 def ranking(
-    rows: Sequence[dict[str, Any]], region: str, strength: float, methods: Sequence[str]
+    rows: Sequence[dict[str, Any]],
+    region: str,
+    value: float,
+    methods: Sequence[str],
+    target: str = "strength",
 ) -> list[tuple[str, float]]:
-    """Methods by median locality ratio at `strength`, most local first."""
-    table = stats(rows, "ratio", "self")
-    ranked = [(m, table[(m, region, strength)].median) for m in methods]
+    """Methods by median locality ratio at strength or change `value`, most local first."""
+    table = stats(rows, "ratio", "self", target)
+    ranked = [(m, table[(m, region, value)].median) for m in methods]
     return sorted(ranked, key=lambda item: item[1])
 
 
@@ -140,6 +178,17 @@ _TABLES = (
     ("psnr_kept", "self", "Kept region preserved: PSNR in dB (peak-to-peak 2; higher is better)"),
     ("ratio", "transfer", "Transfer: locality of the same direction on other images"),
 )
+#: The tables at equal change, the headline when the run has changes.
+_CHANGE_TABLES = (
+    ("ratio", "self", "Locality at equal change inside the region (lower is more local)"),
+    ("rms_inside", "self", "Change reached inside the region (asked: the column)"),
+    ("strength", "self", "Strength needed: latent distance to reach the change"),
+    ("psnr_kept", "self", "Kept region preserved at equal change: PSNR in dB"),
+    ("ratio", "transfer_change", "Transfer at equal change: locality on other images edited "
+     "to the same change"),
+    ("ratio", "transfer", "Transfer at the analysed image's strength: locality on other images"),
+    ("rms_inside", "transfer", "Transfer at the analysed image's strength: change inside"),
+)  # fmt: skip
 
 
 def _markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -148,27 +197,42 @@ def _markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str
     return "\n".join(lines)
 
 
+def _values(config: EvaluationConfig, target: str) -> tuple[float, ...]:
+    return config.changes if target == "change" else config.strengths
+
+
 def _metric_rows(
-    rows: Sequence[dict[str, Any]], config: EvaluationConfig, metric: str, kind: str
+    rows: Sequence[dict[str, Any]],
+    config: EvaluationConfig,
+    metric: str,
+    kind: str,
+    target: str = "strength",
 ) -> list[list[str]]:
-    table = stats(rows, metric, kind)
+    table = stats(rows, metric, kind, target)
+    values = _values(config, target)
     return [
-        [region, method, *(table[(method, region, float(s))].text() for s in config.strengths)]
+        [region, method, *(table[(method, region, float(v))].text() for v in values)]
         for region in config.regions
         for method in config.methods
     ]
 
 
-def _ranking_line(rows, region: str, strength: float, methods: Sequence[str]) -> str:  # noqa: ANN001
-    ranked = ranking(rows, region, strength, methods)
-    return " < ".join(f"{method} {value:.3g}" for method, value in ranked)
+def _ranking_line(rows, region: str, value: float, methods: Sequence[str], target: str) -> str:  # noqa: ANN001
+    ranked = ranking(rows, region, value, methods, target)
+    return " < ".join(f"{method} {median:.3g}" for method, median in ranked)
 
 
-def _head_to_head_rows(rows, region: str, strength: float, methods) -> list[list[str]]:  # noqa: ANN001
-    shares = head_to_head(rows, region, strength, methods)
+def _head_to_head_rows(rows, region: str, value: float, methods, target: str) -> list[list[str]]:  # noqa: ANN001
+    shares = head_to_head(rows, region, value, methods, target)
     return [
         [a, *("-" if a == b else f"{100 * shares[(a, b)]:.0f}%" for b in methods)] for a in methods
     ]
+
+
+def unreached_count(rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    """`(unreached, total)` edits made for a change."""
+    made = [row for row in rows if row.get("target") == "change" and row["kind"] != "transfer"]
+    return sum(1 for row in made if not row["reached"]), len(made)
 
 
 def describe_run(config: EvaluationConfig, model: Model) -> str:
@@ -185,9 +249,15 @@ def describe_run(config: EvaluationConfig, model: Model) -> str:
         if config.transfer
         else "no transfer images"
     )
+    changes = (
+        f"changes {', '.join(f'{c:g}' for c in config.changes)} (rms change inside the region, "
+        "images in [-1, 1]: every method moves the region as much) and "
+        if config.changes
+        else ""
+    )
     return (
         f"Model {model.name} ({model.description or model.source}), {model.space} space. "
-        f"{len(seeds)} seeds ({span}), regions {', '.join(config.regions)}, strengths "
+        f"{len(seeds)} seeds ({span}), regions {', '.join(config.regions)}, {changes}strengths "
         f"{', '.join(f'{s:g}' for s in config.strengths)} (distance in the latent space along "
         f"a unit direction), {edits}; {transfer}. `multi` is `{config.multi_method}` on Gram "
         f"matrices averaged over {config.samples} images; `sefa` and `ganspace` edit with "
@@ -199,7 +269,6 @@ def describe_run(config: EvaluationConfig, model: Model) -> str:
 def summary_markdown(
     rows: Sequence[dict[str, Any]], config: EvaluationConfig, model: Model, command: str
 ) -> str:
-    strengths = [f"{s:g}" for s in config.strengths]
     parts = [f"# Evaluation: {model.name}", ""]
     if command:
         parts += ["```", command, "```", ""]
@@ -209,23 +278,37 @@ def summary_markdown(
         "Cells: median [first quartile, third quartile] over seeds (transfer: over seeds x "
         "other images).",
     ]
-    for metric, kind, title in _TABLES:
-        if kind == "transfer" and config.transfer == 0:
-            continue
-        parts += ["", f"## {title}", ""]
-        header = ["region", "method", *(f"strength {s}" for s in strengths)]
-        parts.append(_markdown_table(header, _metric_rows(rows, config, metric, kind)))
-    at = report_strength(config.strengths)
-    parts += ["", f"## Ranking and head-to-head at strength {at:g}", ""]
+    groups = [("strength", _TABLES, "At equal strength (latent distance)")]
+    if config.changes:
+        missed, made = unreached_count(rows)
+        parts += [
+            "",
+            f"Changes not reached (within 3 sqrt(d) or --max-strength; the edit stops at the "
+            f"largest change it reached, measured as such): {missed} of {made} edits.",
+        ]
+        groups.insert(0, ("change", _CHANGE_TABLES, "At equal change inside the region"))
+    for target, tables, heading in groups:
+        values = _values(config, target)
+        parts += ["", f"# {heading}"]
+        for metric, kind, title in tables:
+            if kind != "self" and config.transfer == 0:
+                continue
+            parts += ["", f"## {title}", ""]
+            header = ["region", "method", *(value_label(target, v) for v in values)]
+            parts.append(_markdown_table(header, _metric_rows(rows, config, metric, kind, target)))
+    target, _ = headline(config)
+    at = report_value(config)
+    parts += ["", f"## Ranking and head-to-head at {value_label(target, at)}", ""]
     for region in config.regions:
         parts += [
             f"**{region}**, median locality, most local first: "
-            + _ranking_line(rows, region, at, config.methods),
+            + _ranking_line(rows, region, at, config.methods, target),
             "",
             "Share of seeds where the row's edit is more local than the column's (same image):",
             "",
             _markdown_table(
-                ["", *config.methods], _head_to_head_rows(rows, region, at, config.methods)
+                ["", *config.methods],
+                _head_to_head_rows(rows, region, at, config.methods, target),
             ),
             "",
         ]
@@ -237,16 +320,24 @@ def summary_markdown(
 
 
 def _chart(
-    rows, config: EvaluationConfig, region: str, metric: str, kind: str, title: str, y_label: str
-) -> bytes:  # noqa: ANN001
-    table = stats(rows, metric, kind)
+    rows,  # noqa: ANN001
+    config: EvaluationConfig,
+    region: str,
+    metric: str,
+    kind: str,
+    title: str,
+    y_label: str,
+    target: str = "strength",
+) -> bytes:
+    table = stats(rows, metric, kind, target)
+    values = _values(config, target)
     series = []
     for method in config.methods:
-        cells = [table[(method, region, float(s))] for s in config.strengths]
+        cells = [table[(method, region, float(v))] for v in values]
         series.append(
             Series(
                 name=method,
-                x=list(config.strengths),
+                x=list(values),
                 y=[c.median for c in cells],
                 low=[c.q1 for c in cells],
                 high=[c.q3 for c in cells],
@@ -255,7 +346,9 @@ def _chart(
     image = line_chart(
         series,
         title=title,
-        x_label="strength (distance in the latent space)",
+        x_label="strength (distance in the latent space)"
+        if target == "strength"
+        else "change inside the region (rms, images in [-1, 1])",
         y_label=y_label,
         log_y=metric == "ratio",
         reference=1.0 if metric == "ratio" else None,
@@ -272,33 +365,39 @@ def _strip(
     original: np.ndarray,
     mask: np.ndarray,
 ) -> bytes:
-    """Rows: methods; columns: the original `(H, W, 3)` uint8 image of `seed`, each strength,
-    the change at the largest (outlining the `(H, W)` bool `mask`)."""
-    largest = int(np.argmax(np.abs(config.strengths)))
+    """Rows: methods; columns: the original `(H, W, 3)` uint8 image of `seed`, each change
+    (each strength when the run has no changes), the change at the largest (outlining the
+    `(H, W)` bool `mask`)."""
+    target, values = headline(config)
+    largest = int(np.argmax(np.abs(values)))
     grid_rows, labels = [], []
     for method in config.methods:
         cell: Cell = cells[(method, region, seed)]
-        latents = torch.tensor(cell.self_latents, dtype=model.dtype, device=model.device)
+        edits = cell.change_latents if target == "change" else cell.self_latents
+        latents = torch.tensor(edits, dtype=model.dtype, device=model.device)
         edited = render_latents(model, latents)
         heat = change_heatmap(original, edited[largest], mask)
         grid_rows.append([upscale(image, _DISPLAY) for image in (original, *edited, heat)])
         labels.append(method)
-    columns = [
-        "original",
-        *(strength_label(s) for s in config.strengths),
-        f"change {strength_label(config.strengths[largest])}",
-    ]
+    label = change_label if target == "change" else strength_label
+    columns = ["original", *(label(v) for v in values), f"where, at {label(values[largest])}"]
     return png_bytes(image_grid(grid_rows, row_labels=labels, col_labels=columns))
 
 
-def _html_table(rows, config: EvaluationConfig, metric: str, kind: str) -> list[dict]:  # noqa: ANN001
-    table = stats(rows, metric, kind)
+def _html_table(
+    rows,  # noqa: ANN001
+    config: EvaluationConfig,
+    metric: str,
+    kind: str,
+    target: str = "strength",
+) -> list[dict]:
+    table = stats(rows, metric, kind, target)
     out = []
     for region in config.regions:
         for method in config.methods:
             entry: dict[str, object] = {"region": region, "method": method}
-            for s in config.strengths:
-                entry[f"strength {s:g}"] = table[(method, region, float(s))].text()
+            for v in _values(config, target):
+                entry[value_label(target, v)] = table[(method, region, float(v))].text()
             out.append(entry)
     return out
 
@@ -315,21 +414,24 @@ def write_outputs(
     (staged, so they appear together); returns the path of `index.html`."""
     out = Path(out)
     rows = result.rows
-    at = report_strength(config.strengths)
+    target, _ = headline(config)
+    at = report_value(config)
+    where = value_label(target, at)
     sections = [
         ReportSection(
-            title="Locality by method",
+            title="Locality by method"
+            + (" at equal change inside the region" if target == "change" else ""),
             text=(
                 "rms change outside the region / inside it, median [first quartile, third "
                 "quartile] over seeds; lower is more local.\n"
                 + "\n".join(
-                    f"{region} at strength {at:g}: "
-                    + _ranking_line(rows, region, at, config.methods)
+                    f"{region} at {where}: "
+                    + _ranking_line(rows, region, at, config.methods, target)
                     + "."
                     for region in config.regions
                 )
             ),
-            table=_html_table(rows, config, "ratio", "self"),
+            table=_html_table(rows, config, "ratio", "self", target),
         )
     ]
     charts: dict[str, bytes] = {}
@@ -342,14 +444,23 @@ def write_outputs(
             mask = region_mask(model, region).cpu().numpy()
             overlay = png_bytes(upscale(overlay_region(original, mask), _DISPLAY))
             figures = [Figure(f"{region} on seed {shown}", overlay)]
-            specs = [
-                ("ratio", "self", "locality", "rms outside / rms inside"),
-                ("rms_inside", "self", "change inside", "rms change inside"),
+            ratio = "rms outside / rms inside"
+            specs = []
+            if config.changes:
+                specs.append(("ratio", "self", "change locality", ratio, "change"))
+                if config.transfer:
+                    specs.append(
+                        ("ratio", "transfer_change", "transfer change locality", ratio, "change")
+                    )
+            specs += [
+                ("ratio", "self", "locality", ratio, "strength"),
+                ("rms_inside", "self", "change inside", "rms change inside", "strength"),
             ]
             if config.transfer:
-                specs.append(("ratio", "transfer", "transfer locality", "rms outside / rms inside"))
-            for metric, kind, name, y_label in specs:
-                data = _chart(rows, config, region, metric, kind, f"{region}: {name}", y_label)
+                specs.append(("ratio", "transfer", "transfer locality", ratio, "strength"))
+            for metric, kind, name, y_label, axis in specs:
+                title = f"{region}: {name}" + (" (equal change)" if axis == "change" else "")
+                data = _chart(rows, config, region, metric, kind, title, y_label, axis)
                 file = f"plots/{slug}_{name.replace(' ', '_')}.png"
                 charts[file] = data
                 figures.append(Figure(f"{region}: {name} (median, bars: quartiles)", data))
@@ -360,21 +471,28 @@ def write_outputs(
                 ReportSection(
                     title=f"Region {region}",
                     text=(
-                        f"Head-to-head at strength {at:g}: share of seeds where the row's edit "
+                        f"Head-to-head at {where}: share of seeds where the row's edit "
                         "is more local than the column's on the same image."
                     ),
                     figures=figures,
                     table=[
                         {"method": r[0], **dict(zip(config.methods, r[1:], strict=True))}
-                        for r in _head_to_head_rows(rows, region, at, config.methods)
+                        for r in _head_to_head_rows(rows, region, at, config.methods, target)
                     ],
                 )
             )
-        for metric, kind, title in _TABLES[1:]:
-            if kind == "transfer" and config.transfer == 0:
+        tables = [("strength", entry) for entry in _TABLES]
+        if config.changes:
+            tables = [("change", entry) for entry in _CHANGE_TABLES[1:]] + tables
+        else:
+            tables = tables[1:]
+        for axis, (metric, kind, title) in tables:
+            if kind != "self" and config.transfer == 0:
                 continue
+            if axis == "strength" and config.changes:
+                title = f"{title} (at equal strength)"
             sections.append(
-                ReportSection(title=title, table=_html_table(rows, config, metric, kind))
+                ReportSection(title=title, table=_html_table(rows, config, metric, kind, axis))
             )
         for file, data in charts.items():
             atomic_write_bytes(staging / file, data)
@@ -412,6 +530,8 @@ def evaluate(
     path: bool = False,
     step: float = DEFAULT_STEP,
     settings: AnalysisSettings | None = None,
+    changes: Sequence[float] = (),
+    max_strength: float | None = None,
     restart: bool = False,
     progress: bool = True,
     command: str = "",
@@ -431,6 +551,8 @@ def evaluate(
         path=path,
         step=step,
         settings=settings or AnalysisSettings(),
+        changes=tuple(float(c) for c in changes),
+        max_strength=max_strength,
     )
     started = time.perf_counter()
     result = run_cells(model, config, out, restart=restart, progress=progress, command=command)
