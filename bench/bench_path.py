@@ -392,10 +392,32 @@ def _met(ok: bool) -> str:
 
 
 def _command() -> str:
+    """This run's command line, with the thread variables that were set in front of it."""
     python = os.path.relpath(sys.executable)
     if python.startswith(".."):
         python = sys.executable
-    return shlex.join([python, *sys.argv])
+    threads = [
+        f"{n}={os.environ[n]}" for n in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if n in os.environ
+    ]
+    return " ".join([*threads, shlex.join([python, *sys.argv])])
+
+
+def _progress(case: _Case, seconds: float) -> str:
+    """One line for stderr as each case ends: the run's numbers survive an interruption."""
+    text = f"[bench path] {case.model} {case.region} seed {case.seed} ({seconds:.0f} s so far)"
+    if not case.ok:
+        return f"{text}: failed: {case.before.get('error') or case.after.get('error')}"
+    numbers = ", ".join(
+        f"{key} {case.before['path'][key]:.3g}/{case.after['path'][key]:.3g}"
+        for key in ("seconds", "fields", "rms_inside", "ratio")
+    )
+    targets = ", ".join(
+        f"change {t['change']:g}: {'reached' if t['reached'] else 'NOT reached'} at "
+        f"{t['strength']:.2f}, ratio {t['ratio']:.3f}"
+        for t in case.after["changes"]["targets"]
+    )
+    saturation = ", ".join(f"{r['rms_inside']:.3f}" for r in case.before["saturation"])
+    return f"{text}: before/after {numbers}; {targets}; before's change {saturation}"
 
 
 def _strength_table(cases: list[_Case]) -> list[str]:
@@ -555,12 +577,8 @@ def run(quick: bool = False) -> str:
                         new = _after_guarded(model, spec)
                         old = before.measure(spec)
                     cases.append(_Case(plan.model, region, seed, old, new))
-                    print(
-                        f"[bench path] {plan.model} {region} seed {seed}: "
-                        f"{time.perf_counter() - began:.0f} s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                    elapsed = time.perf_counter() - began
+                    print(_progress(cases[-1], elapsed), file=sys.stderr, flush=True)
     total = time.perf_counter() - began
     load_end = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
     changed = _source_fingerprint() != fingerprint
@@ -594,7 +612,14 @@ def run(quick: bool = False) -> str:
         f"Timings are single runs on a {os.cpu_count()}-core machine shared with other work, "
         "so they are noisy (see the load averages in the Machine section and below); the field "
         "counts and locality numbers do not depend on the load. "
-        f"1-minute load average {load[0]:.2f} at the start, {load_end[0]:.2f} at the end; "
+        f"torch {torch.get_num_threads()} thread(s) on both sides"
+        + (
+            " (one: on a machine shared with other work, two threads per process oversubscribe "
+            "the cores, and the many small operations of a path step then slow down unevenly). "
+            if torch.get_num_threads() == 1 and (os.cpu_count() or 1) > 1
+            else ". "
+        )
+        + f"1-minute load average {load[0]:.2f} at the start, {load_end[0]:.2f} at the end; "
         f"all cases took {total:.0f} s. Command: `{_command()}`; `make bench` regenerates this "
         "section with the others.",
         "",

@@ -818,6 +818,7 @@ def test_demo_writes_a_self_contained_report(tmp_path: Path):
     assert html.count("data:image/png;base64,") >= 5  # region, strip, heat maps, transfer
     assert html.count("data:image/gif;base64,") == 1
     assert "Seed 0: mouth" in html and "Transfer to other faces" in html
+    assert "change reached" in html  # edits are labelled by the change they reached
     assert 'src="http' not in html
     for name in ("seed0_mouth.png", "seed0_mouth.gif", "transfer.png"):
         assert (out / name).stat().st_size > 1000

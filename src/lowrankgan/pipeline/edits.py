@@ -157,10 +157,9 @@ def reach_changes(
     measurement of every line in one batch of forward passes.
 
     Each half-line `x + t sign(c) v` is measured on a geometric grid of `GRID` strengths up
-    to `max_strength`; each change's first crossing on the grid is narrowed by rounds of
-    `SECTIONS` evenly spaced points (a bracketed multisection: the bracket always holds the
-    crossing, and batching makes a round cost about one forward pass) until the change
-    across the bracket is within `CHANGE_TOLERANCE / 4` of the target, then interpolated.
+    to `max_strength`; each change's first crossing on the grid is narrowed by bracketed
+    false position (Illinois) until a measured change is within `CHANGE_TOLERANCE / 4` of
+    the target; each round costs about one forward pass of every line's trial points.
     """
     for _, direction, _ in lines:
         if not (torch.isfinite(direction).all() and direction.norm() > 0):
@@ -272,28 +271,52 @@ def _narrow(
     halves: Sequence[_HalfLine], brackets: list[tuple[_HalfLine, float]]
 ) -> dict[tuple[int, float], tuple[float, float, bool]]:
     """The crossing of each `(half-line, target)` whose grid bracket exists: `(t, change at
-    t, True)` by id of the half-line and target."""
-    state = {(id(h), t): h.bracket(t) for h, t in brackets}
+    t, True)` by id of the half-line and target. Bracketed false position with the Illinois
+    rule (superlinear on smooth changes, and the bracket always holds the crossing): each
+    round measures one point per target, all targets of all lines in one batch."""
     by_id = {id(h): h for h in halves}
+    state: dict[tuple[int, float], list] = {}
+    for half, target in brackets:
+        t_low, t_high, c_low, c_high = half.bracket(target)  # type: ignore[misc]
+        # [t_low, f_low, t_high, f_high, side retained last, best (t, change)]
+        state[(id(half), target)] = [
+            t_low,
+            c_low - target,
+            t_high,
+            c_high - target,
+            0,
+            (t_high, c_high),
+        ]
     for _ in range(MAX_ROUNDS):
         active = [
-            key for key, (_, _, low, high) in state.items()
-            if high - low > CHANGE_TOLERANCE / 4 * key[1]
-        ]  # fmt: skip
+            k for k, st in state.items() if abs(st[5][1] - k[1]) > CHANGE_TOLERANCE / 4 * k[1]
+        ]
         if not active:
             break
-        trials = [np.linspace(state[k][0], state[k][1], SECTIONS + 2)[1:-1] for k in active]
+        trials = [np.array([_false_position(state[k])]) for k in active]
         measured = _measure([by_id[k[0]] for k in active], trials)
         for key, ts, cs in zip(active, trials, measured, strict=True):
-            t_low, t_high, c_low, c_high = state[key]
-            t_all = np.concatenate([[t_low], ts, [t_high]])
-            c_all = np.concatenate([[c_low], cs, [c_high]])
-            high = int(np.flatnonzero(c_all >= key[1])[0])
-            state[key] = (t_all[high - 1], t_all[high], c_all[high - 1], c_all[high])
-    keys = list(state)
-    roots = [np.array([crossing(*state[k], k[1])]) for k in keys]
-    final = _measure([by_id[k[0]] for k in keys], roots)
-    return {k: (float(r[0]), float(c[0]), True) for k, r, c in zip(keys, roots, final, strict=True)}
+            st, t, f = state[key], float(ts[0]), float(cs[0]) - key[1]
+            if abs(f) < abs(st[5][1] - key[1]):
+                st[5] = (t, float(cs[0]))
+            if f >= 0:
+                st[2], st[3] = t, f
+                if st[4] == 1:
+                    st[1] /= 2  # Illinois: the low end was kept twice, halve its weight
+                st[4] = 1
+            else:
+                st[0], st[1] = t, f
+                if st[4] == -1:
+                    st[3] /= 2
+                st[4] = -1
+    return {k: (st[5][0], st[5][1], True) for k, st in state.items()}
+
+
+def _false_position(st: list) -> float:
+    t_low, f_low, t_high, f_high = st[:4]
+    if f_high <= f_low:
+        return t_high
+    return t_high - f_high * (t_high - t_low) / (f_high - f_low)
 
 
 def crossing(t_low: float, t_high: float, c_low: float, c_high: float, target: float) -> float:

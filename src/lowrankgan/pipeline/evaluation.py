@@ -358,6 +358,16 @@ class _Evaluator:
             **common,
         )
 
+    def images_of(self, edits: Sequence[Edits], batch: int = 64) -> list[torch.Tensor]:
+        """The images of every edit's latents, made in shared batches: one `(n, C, H, W)`
+        per `Edits`."""
+        latents = torch.cat([e.latents for e in edits]).to(self.model.device, self.model.dtype)
+        with torch.no_grad():
+            images = [
+                self.model.synthesize(latents[i : i + batch]) for i in range(0, len(latents), batch)
+            ]
+        return list(torch.cat(images).split([len(e.latents) for e in edits]))
+
     def transfer_to_changes(
         self, direction: torch.Tensor, region: str, changes: Sequence[float]
     ) -> list[Edits]:
@@ -382,14 +392,15 @@ class _Evaluator:
         candidate: int | None,
         changes: Sequence[float] | None = None,
         strengths: Sequence[float] | None = None,
+        images: torch.Tensor | None = None,
     ) -> list[dict[str, Any]]:
         """One row per edit of the image `original` `(C, H, W)` (seed `image`), measured in
         the region of `cell = (method, region, seed)`. `changes`: the changes the edits were
         made for (rows of target `change`); `strengths`: the strengths to record (default
-        those the edits travelled)."""
+        those the edits travelled); `images`: the edits' images when already made."""
         method, region, seed = cell
-        with torch.no_grad():
-            images = self.model.synthesize(edits.latents)
+        if images is None:
+            images = self.images_of([edits])[0]
         strengths = edits.strengths if strengths is None else strengths
         targets = [None] * len(images) if changes is None else list(changes)
         reached = edits.reached if changes is not None and edits.changes is not None else None
@@ -445,28 +456,31 @@ class _Evaluator:
         keep_rank = found.keep_rank
         key = (method, region, seed)
         edited = self.edits(latent, direction, region, keep_rank)
-        rows = self.measure(key, seed, "self", original, edited, candidate)
+        # (image seed, kind, original image, edits, changes asked, strengths recorded)
+        jobs: list[tuple] = [(seed, "self", original, edited, None, None)]
         transfer = self.transfer_images()
         for other, other_latent, other_image in transfer:
             moved = self.edits(other_latent, direction, region, None)
-            rows += self.measure(key, other, "transfer", other_image, moved, candidate)
+            jobs.append((other, "transfer", other_image, moved, None, None))
         changed: Edits | None = None
         changes = list(self.config.changes)
         if changes:
             changed = self.edits(latent, direction, region, keep_rank, changes)
-            rows += self.measure(key, seed, "self", original, changed, candidate, changes)
+            jobs.append((seed, "self", original, changed, changes, None))
             at = [float(s) for s in changed.strengths]
             reached = self.transfer_to_changes(direction, region, changes)
             for (other, other_latent, other_image), own in zip(transfer, reached, strict=True):
                 # The strength that reached each change on the analysed image ...
                 moved = self.edits(other_latent, direction, region, None, strengths=at)
-                rows += self.measure(
-                    key, other, "transfer", other_image, moved, candidate, changes, at
-                )
+                jobs.append((other, "transfer", other_image, moved, changes, at))
                 # ... and the change itself, reached on the other image.
-                rows += self.measure(
-                    key, other, "transfer_change", other_image, own, candidate, changes
-                )
+                jobs.append((other, "transfer_change", other_image, own, changes, None))
+        images = self.images_of([job[3] for job in jobs])
+        rows = []
+        for (image, kind, before, edits, asked, strengths), after in zip(jobs, images, strict=True):
+            rows += self.measure(
+                key, image, kind, before, edits, candidate, asked, strengths, after
+            )
         return Cell(
             method=method,
             region=region,
