@@ -2,8 +2,8 @@
 
 "Before" is `follow_path` of commit `_BEFORE` (one Jacobian field per step, a corrector that
 may give back the region's change); "after" is `lowrankgan.pipeline.path.follow_path` of the
-working tree (a corrector that keeps the change, a predictor along the direction plus the
-gradient of the change, the field reused until the null space turns). The old package is
+working tree (a corrector that keeps the change, the field reused until the null space
+turns). The old package is
 extracted with `git archive` into a temporary directory, never into the working tree, and
 runs in a child interpreter (`python bench/bench_path.py --child`, `PYTHONPATH` = that
 directory) that answers one JSON line per case on stdout; the cases alternate which side runs

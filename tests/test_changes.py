@@ -356,5 +356,6 @@ def test_evaluate_command_writes_the_equal_change_headline(run_main, tmp_path):
     assert "0 of 16 edits" in summary  # none unreached
     rows = read_results(out / "results.csv")
     assert {r["target"] for r in rows} == {"strength", "change"}
+    assert all(r["reached"] for r in rows)
     assert (out / "plots" / "left_change_locality.png").is_file()
     assert (out / "plots" / "left_transfer_change_locality.png").is_file()

@@ -236,7 +236,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
             row["seed"], row["image"] = int(raw["seed"]), int(raw["image"])
             row["strength"] = float(raw["strength"])
             row["change"] = float(raw["change"]) if raw["change"] else None
-            row["reached"] = raw["reached"] == "1"
+            row["reached"] = raw["reached"] == "True"
             for name in METRICS:
                 row[name] = float(raw[name])
             row["candidate"] = int(raw["candidate"]) if raw["candidate"] else None
