@@ -119,7 +119,7 @@ class _Walker:
     ) -> None:
         self.model, self.settings, self.keep_rank = model, settings, keep_rank
         self.meter = ChangeMeter(model, latent, region)
-        self.reference = self._view_of(self.meter.original.unsqueeze(0))
+        self.reference = self.views(self.meter.original.unsqueeze(0))[0]
         size = tuple(self.reference.shape[-2:])
         device = self.reference.device
         self.keep_weights = mask_weights(keep.unsqueeze(0), size)[0].to(device)
@@ -128,10 +128,6 @@ class _Walker:
         self.keep_values = float(self.keep_weights.sum()) * channels
         self.region_values = float(self.region_weights.sum()) * channels
         self.fields = 0
-
-    def _view_of(self, images: torch.Tensor) -> torch.Tensor:
-        s = self.settings
-        return analysis_view(images, s.size, s.fuse_channels)[0].double()
 
     def image(self, point: torch.Tensor) -> torch.Tensor:
         """`(d,)` float64 CPU -> `(C, H, W)` image."""
@@ -320,7 +316,7 @@ class _Run:
         walker = self.walker
         heading = walker.heading(self.state, self.wanted)
         predicted = here.point + length * heading
-        predicted_view = walker._view_of(walker.image(predicted).unsqueeze(0))
+        predicted_view = walker.views(walker.images(predicted.unsqueeze(0)))[0]
         leak = walker.leak(here.view, predicted_view)
         self.stale += 1
         if self.baseline is None:
@@ -342,7 +338,7 @@ class _Run:
             point = walker.correct(state, point, view)
         image = walker.image(point)
         change = float(walker.meter.of_images(image.unsqueeze(0))[0])
-        return _Position(point, walker._view_of(image.unsqueeze(0)), change, travelled)
+        return _Position(point, walker.views(image.unsqueeze(0))[0], change, travelled)
 
     def to_distance(self, here: _Position, target: float) -> _Position:
         while here.travelled < target - 1e-9:
