@@ -93,14 +93,18 @@ def check_edit_work(
     check_path_work(values, step, images=images)
 
 
-def _one_shot_edits(
+def one_shot_edits(
     latent: torch.Tensor,
     direction: torch.Tensor,
-    values: list[float],
+    values: Sequence[float],
     are_changes: bool,
     meter: ChangeMeter | None,
     max_strength: float | None,
 ) -> Edits:
+    """Straight-line edits of `latent` `(d,)` along `direction` `(d,)` to each value: a
+    change inside the meter's region (searched up to `max_strength`, default `3 sqrt(d)`) or
+    a strength. At strengths, `achieved` is measured by `meter`, or NaN without one."""
+    values = [float(v) for v in values]
     if are_changes:
         if meter is None:
             raise UserInputError("an edit to a change needs the region to measure it in")
@@ -162,7 +166,7 @@ def edit(
         edited = complement(kept)
     if one_shot_edit:
         meter = None if edited is None else ChangeMeter(model, latent, edited)
-        return _one_shot_edits(latent, direction, values, are_changes, meter, max_strength)
+        return one_shot_edits(latent, direction, values, are_changes, meter, max_strength)
     if kept is None:
         if edited is None:
             raise UserInputError("path-following needs the region (or the region to keep)")
@@ -218,7 +222,7 @@ def edit_analysis(
     region = _analysis_mask(model, analysis.region_mask)
     if one_shot_edit:
         meter = None if region is None else ChangeMeter(model, start, region)
-        return _one_shot_edits(start, vector, values, are_changes, meter, max_strength)
+        return one_shot_edits(start, vector, values, are_changes, meter, max_strength)
     keep = _analysis_mask(model, analysis.keep_mask)
     if keep is None:
         raise UserInputError("the analysis's kept region does not match the model's resolution")

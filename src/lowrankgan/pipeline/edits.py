@@ -117,9 +117,16 @@ class ChangeMeter:
 
     def __call__(self, latents: torch.Tensor) -> np.ndarray:
         """`(n, d)` latents -> `(n,)` float64 rms changes inside the region (unsigned)."""
-        with torch.no_grad():
-            images = self.model.synthesize(self._batch(latents))
-        return self.of_images(images)
+        return self.of_images(synthesize_in_batches(self.model, self._batch(latents)))
+
+
+def synthesize_in_batches(model: Model, latents: torch.Tensor) -> torch.Tensor:
+    """`(n, d)` latents on the model's device -> `(n, C, H, W)` images, `_BATCH` per forward
+    pass, without autograd."""
+    with torch.no_grad():
+        return torch.cat(
+            [model.synthesize(latents[i : i + _BATCH]) for i in range(0, len(latents), _BATCH)]
+        )
 
 
 def signed(values: Sequence[float], signs: Sequence[float]) -> np.ndarray:
@@ -251,11 +258,7 @@ def _measure(halves: Sequence[_HalfLine], strengths: Sequence[np.ndarray]) -> li
     if not points:
         return []
     model = halves[0].meter.model
-    stacked = torch.cat(points).to(model.device, model.dtype)
-    with torch.no_grad():
-        images = torch.cat(
-            [model.synthesize(stacked[i : i + _BATCH]) for i in range(0, len(stacked), _BATCH)]
-        )
+    images = synthesize_in_batches(model, torch.cat(points).to(model.device, model.dtype))
     out, offset = [], 0
     for half, chunk in zip(halves, points, strict=True):
         out.append(half.meter.of_images(images[offset : offset + len(chunk)]))

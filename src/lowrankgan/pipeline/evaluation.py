@@ -37,7 +37,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -49,15 +48,13 @@ from lowrankgan.io.artifacts import atomic_write_text, save_npz_atomic
 from lowrankgan.limits import check_at_most
 from lowrankgan.models.base import Model
 from lowrankgan.pipeline.analysis import multi_latents, region_grams, summed_grams
-from lowrankgan.pipeline.editing import edit
+from lowrankgan.pipeline.editing import edit, one_shot_edits
 from lowrankgan.pipeline.edits import (
     ChangeMeter,
     Edits,
     check_changes,
     check_max_strength,
     default_max_strength,
-    one_shot,
-    one_shot_to_changes,
     reach_changes,
 )
 from lowrankgan.pipeline.path import DEFAULT_STEP, check_path_work, follow_path
@@ -329,11 +326,12 @@ class _Evaluator:
             strengths = list(self.config.strengths)
         edited, kept = self.region_masks[region], self.keep_masks[region]
         if not self.config.path:
-            if changes is None:
-                latents = one_shot(latent, direction, strengths)
-                return Edits(latents, np.asarray(strengths), np.full(len(strengths), np.nan))
-            meter = ChangeMeter(self.model, latent, edited)
-            return one_shot_to_changes(latent, direction, changes, meter, self.max_strength)
+            # At strengths the cell measures its images itself, in shared batches.
+            meter = None if changes is None else ChangeMeter(self.model, latent, edited)
+            values = strengths if changes is None else changes
+            return one_shot_edits(
+                latent, direction, values, changes is not None, meter, self.max_strength
+            )
         common = {"changes": changes, "step": self.config.step, "max_strength": self.max_strength}
         if keep_rank is None:
             return edit(

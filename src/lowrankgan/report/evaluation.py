@@ -237,15 +237,21 @@ def unreached_count(rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
 
 def describe_run(config: EvaluationConfig, model: Model) -> str:
     seeds = config.seeds
-    span = (
-        f"{seeds[0]}-{seeds[-1]}"
-        if list(seeds) == list(range(seeds[0], seeds[-1] + 1))
-        else ", ".join(map(str, seeds))
+    if len(seeds) == 1:
+        span = f"seed {seeds[0]}"
+    elif list(seeds) == list(range(seeds[0], seeds[-1] + 1)):
+        span = f"{len(seeds)} seeds ({seeds[0]}-{seeds[-1]})"
+    else:
+        span = f"{len(seeds)} seeds ({', '.join(map(str, seeds))})"
+    other = "other image" if config.transfer == 1 else "other images"
+    transfer_seeds = (
+        f"seed {TRANSFER_SEED_BASE}"
+        if config.transfer == 1
+        else f"seeds {TRANSFER_SEED_BASE}-{TRANSFER_SEED_BASE + config.transfer - 1}"
     )
     edits = f"path-following edits (step {config.step:g})" if config.path else "one-shot edits"
     transfer = (
-        f"each direction is also applied to {config.transfer} other images (seeds "
-        f"{TRANSFER_SEED_BASE}-{TRANSFER_SEED_BASE + config.transfer - 1})"
+        f"each direction is also applied to {config.transfer} {other} ({transfer_seeds})"
         if config.transfer
         else "no transfer images"
     )
@@ -257,7 +263,7 @@ def describe_run(config: EvaluationConfig, model: Model) -> str:
     )
     return (
         f"Model {model.name} ({model.description or model.source}), {model.space} space. "
-        f"{len(seeds)} seeds ({span}), regions {', '.join(config.regions)}, {changes}strengths "
+        f"{span}, regions {', '.join(config.regions)}, {changes}strengths "
         f"{', '.join(f'{s:g}' for s in config.strengths)} (distance in the latent space along "
         f"a unit direction), {edits}; {transfer}. `multi` is `{config.multi_method}` on Gram "
         f"matrices averaged over {config.samples} images; `sefa` and `ganspace` edit with "
