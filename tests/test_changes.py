@@ -141,6 +141,36 @@ def test_a_saturating_line_reports_the_largest_change_it_reached():
     assert edits.strengths[1] > 5 and edits.strengths[2] < -5  # went far before giving up
 
 
+def test_a_path_goes_on_through_a_dip_in_the_change():
+    """The region's change rises to 0.05, falls back to 0.04 over 4 units of arc length (16
+    steps) and then grows again: the path does not give up on the dip, it searches to
+    `max_strength` as one-shot does. The kept pixel depends on the other coordinate only, so
+    the path is the straight line."""
+
+    def profile(t):
+        dip = 0.01 * torch.sigmoid(2 * (t - 2))
+        return 0.05 * torch.tanh(3 * t) - dip + 0.0125 * torch.nn.functional.softplus(4 * (t - 6))
+
+    def synthesis(network, latents, condition):
+        region = profile(latents[:, :1].double()) - profile(torch.zeros((), dtype=torch.float64))
+        kept = 0.5 * torch.tanh(latents[:, 1:].double())
+        return torch.cat([region, kept], dim=1).to(latents.dtype).reshape(-1, 1, 1, 2)
+
+    model = Model(
+        name="dip", network=torch.nn.Identity(), latent_dim=2, resolution=(1, 2),
+        synthesis_fn=synthesis, channels=1,
+    )  # fmt: skip
+    region = torch.tensor([[True, False]])
+    edits = edit(
+        model, torch.zeros(2), torch.tensor([1.0, 0.0]), changes=[0.08],
+        region=region, keep=~region, keep_rank=1, max_strength=10.0,
+    )  # fmt: skip
+    assert edits.reached.tolist() == [True]
+    assert edits.achieved[0] == pytest.approx(0.08, rel=1e-3)
+    assert 6.5 < edits.strengths[0] < 7.0  # beyond the dip, where 0.04 + 0.0125 softplus = 0.08
+    np.testing.assert_allclose(edits.latents[0, 1].item(), 0.0, atol=1e-6)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     gain=st.floats(0.01, 100.0),
