@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # Real pretrained GANs shipped as MIT wheels; only their weight files are read.
-MODEL_WHEELS := gan-face-generate==1.1.1 omniart-eye-generator==0.1
+MODEL_WHEELS := gan-face-generate==1.1.1 omniart-eye-generator==0.1 random-face==2021.7.21.1
 
 .PHONY: install demo test bench evaluate lint clean
 
