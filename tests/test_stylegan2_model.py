@@ -12,7 +12,7 @@ import torch
 
 import sg2_checkpoints as sg2
 from lowrankgan import UserInputError, analyze, load_model
-from lowrankgan.models.stylegan2.family import FACE_PRESETS_256
+from lowrankgan.models.presets import FACE_PRESETS_256
 from lowrankgan.models.stylegan2.network import build_stylegan2, random_stylegan2
 
 

@@ -32,7 +32,12 @@ from lowrankgan.cli.options import (
 )
 from lowrankgan.errors import UserInputError
 from lowrankgan.io.artifacts import check_writable_dir, staged_output
-from lowrankgan.io.latents import read_direction_array, read_latent_array, unit_directions
+from lowrankgan.io.latents import (
+    direction_path,
+    read_direction_array,
+    read_latent_array,
+    unit_directions,
+)
 from lowrankgan.models import Model, list_models, load_model
 from lowrankgan.pipeline.analysis import (
     Analysis,
@@ -133,7 +138,10 @@ def models_command() -> None:
         state = "installed" if row.available else "missing"
         click.echo(f"{row.name:<{width}}  {row.description}")
         click.echo(f"{'':<{width}}  weights: {row.weights} [{state}]")
+        for note in row.notes:
+            click.echo(f"{'':<{width}}  {note}")
     click.echo("Also: --model path/to/checkpoint (StyleGAN2 .pkl/.pt or DCGAN, detected),")
+    click.echo("      --model path/to/generator.xml (OpenVINO IR, mapping network optional),")
     click.echo("      --model file.py:factory")
     click.echo("")
     click.echo("Zoo checkpoints (lowrankgan fetch NAME, then --model PATH):")
@@ -247,7 +255,9 @@ def _analysis_for_edit(  # noqa: ANN001
 @click.option(
     "--direction-file",
     default=None,
-    help="A .npy of (d,) or (k, d) directions to apply (e.g. the authors' released ones).",
+    help="A .npy of (d,) or (k, d) directions to apply, or authors:ffhq1024/eyes_size (the "
+    "LowRankGAN authors' released W directions: ffhq1024/{eyes_size,mouth_open,nose,"
+    "expression}, metfaces1024/{eyes_size,eyeballs,mouth,nose}).",
 )
 @click.option(
     "--strengths",
@@ -337,7 +347,7 @@ def edit_command(
             raise UserInputError("give either --direction-file or --analysis, not both")
         if z is None:
             raise UserInputError("give --seed or --latent")
-        vectors = _direction_vectors(model, Path(direction_file))
+        vectors = _direction_vectors(model, direction_path(direction_file))
         result = directions_analysis(
             model,
             z,

@@ -32,6 +32,30 @@ def read_direction_array(path: Path) -> np.ndarray:
     return np.atleast_2d(read_npy(Path(path), "direction file").astype(np.float64))
 
 
+#: `authors:NAME` names one of the LowRankGAN authors' released directions (package data).
+AUTHORS_PREFIX = "authors:"
+_AUTHORS_DIR = Path(__file__).resolve().parent.parent / "data" / "authors"
+
+
+def authors_directions() -> list[str]:
+    """The released directions' names, `ffhq1024/eyes_size` ..., sorted."""
+    return sorted(f"{p.parent.name}/{p.stem}" for p in _AUTHORS_DIR.glob("*/*.npy") if p.is_file())
+
+
+def direction_path(text: str) -> Path:
+    """A `--direction-file` value as a path: `authors:ffhq1024/eyes_size` is the packaged
+    file of that name (the authors' MIT-licensed release), anything else a path."""
+    if not text.startswith(AUTHORS_PREFIX):
+        return Path(text)
+    name = text[len(AUTHORS_PREFIX) :].removesuffix(".npy")
+    if name not in authors_directions():
+        raise UserInputError(
+            f"unknown released direction {name!r}; choose one of: "
+            + ", ".join(authors_directions())
+        )
+    return _AUTHORS_DIR / f"{name}.npy"
+
+
 def unit_directions(array: np.ndarray, dim: int, path: Path) -> np.ndarray:
     """`(k, dim)` rows of a direction file -> `(dim, k)` unit columns, refusing other shapes
     and NaN, Inf or zero rows."""

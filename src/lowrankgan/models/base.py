@@ -227,7 +227,8 @@ class Family(Protocol):
     name: str
     #: the analysis spaces it offers, default first
     spaces: tuple[str, ...]
-    #: what it loads from: `"file"`, `"folder"` or `"spec"` (a text such as file.py:name)
+    #: what it loads from: `"file"`, `"folder"`, `"xml"` (a text file with its companions,
+    #: such as an IR's .xml and .bin) or `"spec"` (a text such as file.py:name)
     reads: str
     #: what such a file or folder holds, for the message refusing unknown ones
     expects: str
@@ -268,6 +269,8 @@ class BuiltinSpec:
     description: str
     distribution: str
     weights_file: str
+    #: lines `lowrankgan models` prints under it (spaces, layers, licence)
+    notes: tuple[str, ...] = ()
 
     def weights_path(self) -> Path | None:
         """The weight file inside the installed wheel, located without importing it."""

@@ -24,11 +24,22 @@ from lowrankgan.models.biggan.family import BigGANFamily
 from lowrankgan.models.checkpoints import check_checkpoint_file, load_state_file
 from lowrankgan.models.dcgan.family import DCGANFamily
 from lowrankgan.models.factory import FactoryFamily
+from lowrankgan.models.openvino.family import OpenVINOFamily
 from lowrankgan.models.stylegan2.family import StyleGAN2Family
 
-#: Every family, in the order detection tries them: factories by their spec, StyleGAN2 by
-#: its pickles (before DCGAN, whose detection loads the file), BigGAN folders.
-FAMILIES: list[Family] = [FactoryFamily(), StyleGAN2Family(), DCGANFamily(), BigGANFamily()]
+#: Every family, in the order detection tries them: factories by their spec and OpenVINO IR
+#: by its XML (both before any checkpoint check), StyleGAN2 by its pickles (before DCGAN,
+#: whose detection loads the file), BigGAN folders.
+FAMILIES: list[Family] = [
+    FactoryFamily(),
+    StyleGAN2Family(),
+    DCGANFamily(),
+    BigGANFamily(),
+    OpenVINOFamily(),
+]
+#: What families read that is not a binary checkpoint: they are asked before the checkpoint
+#: checks (which refuse text files).
+_TEXT_SOURCES = ("spec", "xml")
 
 
 def register_family(family: Family, *, first: bool = False) -> None:
@@ -51,13 +62,18 @@ class ModelListing:
     description: str
     weights: str
     available: bool
+    notes: tuple[str, ...] = ()
 
 
 def list_models() -> list[ModelListing]:
     """Every built-in model, where its weights come from and whether they are here."""
     return [
         ModelListing(
-            spec.name, spec.description, spec.weights_source, spec.weights_path() is not None
+            spec.name,
+            spec.description,
+            spec.weights_source,
+            spec.weights_path() is not None,
+            spec.notes,
         )
         for _, spec in builtin_models().values()
     ]
@@ -133,7 +149,7 @@ def _load_source(source: Source, options: LoadOptions, builtins: dict) -> Model:
     # Texts such as file.py:name are read by the families that take specs, before any path
     # check: they name no file of their own.
     for family in FAMILIES:
-        if family.reads == "spec" and family.detect(source):
+        if family.reads in _TEXT_SOURCES and family.detect(source):
             return family.load(source, options)
     if path.suffix == ".py":
         raise UserInputError(f"name the factory: {text}:factory_function")
@@ -147,7 +163,7 @@ def _load_source(source: Source, options: LoadOptions, builtins: dict) -> Model:
             "(or a checkpoint path, or file.py:factory)"
         )
     for family in FAMILIES:
-        if family.reads != "spec" and family.detect(source):
+        if family.reads not in _TEXT_SOURCES and family.detect(source):
             return family.load(source, options)
     if path.is_dir():
         expected = " or ".join(f.expects for f in FAMILIES if f.reads == "folder") or "a model"

@@ -9,6 +9,8 @@ is freed early; see `docs/architecture.md` for where a memory-lean variant would
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -64,8 +66,14 @@ class IRNetwork(nn.Module):
             return self._integers[layer.id]
         return getattr(self, f"const{layer.id}")
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    def forward(
+        self, *inputs: torch.Tensor, per_consumer: Mapping[int, torch.Tensor] | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """`per_consumer`: layer id -> the value that layer reads instead of a Parameter
+        (one w per style affine makes W+ of a graph that takes one w)."""
         graph = self.graph
+        parameter_ids = {layer.id for layer in graph.parameters}
+        overrides = per_consumer or {}
         if len(inputs) != len(graph.parameters):
             raise UserInputError(
                 f"{graph.source.name} takes {len(graph.parameters)} input(s), got {len(inputs)}"
@@ -80,7 +88,12 @@ class IRNetwork(nn.Module):
             if layer.type == "Const":
                 values[(layer.id, layer.outputs[0][0])] = self._const(layer)
                 continue
-            arguments = [values[(edge.layer, edge.port)] for edge in layer.inputs]
+            arguments = [
+                overrides[layer.id]
+                if edge.layer in parameter_ids and layer.id in overrides
+                else values[(edge.layer, edge.port)]
+                for edge in layer.inputs
+            ]
             if layer.type == "Result":
                 results[layer.id] = arguments[0]
                 continue

@@ -102,6 +102,11 @@ _register("Divide", "opset1")(_binary(torch.div))
 _register("Power", "opset1")(_binary(torch.pow))
 
 
+@_register("Tanh", "opset1")
+def tanh(layer: Layer, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [torch.tanh(inputs[0])]
+
+
 @_register("PReLU", "opset1")
 def prelu(layer: Layer, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     """`x if x >= 0 else slope * x`; a 1-D slope of C values applies along axis 1 (the

@@ -32,67 +32,21 @@ from lowrankgan.models.base import (
     generic_presets,
 )
 from lowrankgan.models.checkpoints import load_state_file
+from lowrankgan.models.presets import PRESET_FAMILIES, guess_presets, scaled_presets
 from lowrankgan.models.stylegan2.formats import (
     SG2Checkpoint,
     is_torch_file,
     read_stylegan2_checkpoint,
 )
 from lowrankgan.models.stylegan2.network import StyleGAN2Generator, build_stylegan2, style_affines
-from lowrankgan.ranges import parse_int_ranges
-from lowrankgan.shapes import Box, Difference, Ellipse, Shape
+from lowrankgan.models.wplus import (
+    lift_w_directions,
+    parse_layers,
+    wplus_blocks,
+    wplus_latent_from_code,
+)
 
 SPACES = ("w", "z", "wplus")
-
-
-def _centre_box(row: float, col: float, height: float, width: float) -> Box:
-    return Box(
-        round(col - width / 2),
-        round(row - height / 2),
-        round(col + width / 2),
-        round(row + height / 2),
-    )
-
-
-# The authors' boxes (center_row, center_col, height, width) on 256x256 aligned faces.
-FACE_PRESETS_256: dict[str, Shape] = {
-    "eyes": _centre_box(120, 128, 20, 115),
-    "left_eye": _centre_box(120, 95, 20, 38),
-    "right_eye": _centre_box(120, 159, 20, 38),
-    "nose": _centre_box(142, 131, 40, 46),
-    "mouth": _centre_box(184, 127, 30, 70),
-    "chin": _centre_box(217, 130, 42, 110),
-    # ours, on the same aligned layout
-    "forehead": _centre_box(78, 128, 36, 110),
-    "hair": Box(40, 0, 216, 50),
-    "face": Ellipse(128.0, 140.0, 72.0, 96.0),
-    "background": Difference(Box(0, 0, 256, 256), Ellipse(128.0, 128.0, 100.0, 128.0)),
-}
-CHURCH_PRESETS_256: dict[str, Shape] = {"sky": Box(0, 0, 256, 64), "ground": Box(0, 208, 256, 256)}
-# The car model is 512 wide with 512x384 content (rows 64..448); coordinates in 256 units.
-CAR_PRESETS_256: dict[str, Shape] = {"body": Box(24, 96, 232, 184), "ground": Box(0, 184, 256, 224)}
-
-PRESET_FAMILIES = {"faces": FACE_PRESETS_256, "church": CHURCH_PRESETS_256, "car": CAR_PRESETS_256}
-_NAME_HINTS = {
-    "faces": ("ffhq", "metfaces", "celeba", "face"),
-    "church": ("church",),
-    "car": ("car",),
-}
-
-
-def guess_presets(name: str) -> str | None:
-    """Which preset family a checkpoint's file name suggests (`ffhq` -> faces ...)."""
-    lowered = Path(name).name.lower()
-    for family, hints in _NAME_HINTS.items():
-        if any(hint in lowered for hint in hints):
-            return family
-    return None
-
-
-def scaled_presets(family: str | None, resolution: int) -> dict[str, Shape]:
-    if family is None:
-        return {}
-    scale = resolution / 256
-    return {name: shape.scaled(scale, scale) for name, shape in PRESET_FAMILIES[family].items()}
 
 
 def _w_synthesis(network: nn.Module, latents: torch.Tensor, condition: torch.Tensor | None):
@@ -123,31 +77,6 @@ def _wplus_synthesis_for(layers: tuple[int, ...], num_ws: int):
         return network.synthesis(blocks.index_select(1, index), noise_mode="const")
 
     return synthesize
-
-
-def wplus_blocks(num_ws: int, layers: tuple[int, ...]) -> int:
-    """Number of w blocks of the W+ latent for a layer selection."""
-    return len(layers) + (1 if len(layers) < num_ws else 0)
-
-
-def parse_layers(layers: str | tuple[int, ...] | None, num_ws: int) -> tuple[int, ...]:
-    """`"4-7"`, `"0,2,4"` or a tuple -> sorted distinct layer indices in 0..num_ws-1."""
-    if layers is None:
-        return tuple(range(num_ws))
-    if isinstance(layers, str):
-        try:
-            # 1024 items at most: more than any network has ws, and counted before expanding.
-            layers = tuple(
-                parse_int_ranges(
-                    layers, low=0, high=num_ws - 1, most=1024, what="layers", example="4-7 or 0,2,4"
-                )
-            )
-        except UserInputError as exc:
-            raise UserInputError(f"{exc} (this model has {num_ws} ws)") from None
-    chosen = tuple(sorted(set(layers)))
-    if not chosen or chosen[0] < 0 or chosen[-1] >= num_ws:
-        raise UserInputError(f"layers must lie in 0..{num_ws - 1} (this model has {num_ws} ws)")
-    return chosen
 
 
 def stylegan2_model(
@@ -269,43 +198,6 @@ def _estimate_w_avg(network: StyleGAN2Generator, samples: int = 4096) -> torch.T
         c[:, 0] = 1.0
     with torch.no_grad():
         return network.mapping(z, c, 1.0, None)[:, 0].mean(0)
-
-
-def wplus_latent_from_code(model: Model, code: torch.Tensor) -> torch.Tensor:
-    """A W+ code `(num_ws, w_dim)` (or a W code `(w_dim,)`) -> the model's W+ latent `(d,)`."""
-    num_ws, w_dim = int(model.details["num_ws"]), int(model.details["w_dim"])
-    chosen = tuple(int(i) for i in model.details["layers"])  # type: ignore[union-attr]
-    if code.numel() == w_dim:
-        return code.reshape(w_dim).repeat(wplus_blocks(num_ws, chosen))
-    if code.numel() != num_ws * w_dim:
-        raise UserInputError(
-            f"a W+ code has shape ({num_ws}, {w_dim}) or ({w_dim},); got {tuple(code.shape)}"
-        )
-    code = code.reshape(num_ws, w_dim)
-    blocks = [code[i] for i in chosen]
-    rest = [i for i in range(num_ws) if i not in chosen]
-    if rest:
-        shared = code[rest]
-        if not torch.allclose(shared, shared[:1].expand_as(shared), rtol=1e-5, atol=1e-6):
-            raise UserInputError(
-                "the code's unselected layers differ; select every layer that differs with --layers"
-            )
-        blocks.append(shared[0])
-    return torch.cat(blocks)
-
-
-def lift_w_directions(model: Model, directions: torch.Tensor) -> torch.Tensor | None:
-    """W directions `(w_dim, k)` -> W+ directions `(d, k)` on the selected layers (unit);
-    None for directions of another size."""
-    num_ws, w_dim = int(model.details["num_ws"]), int(model.details["w_dim"])
-    if directions.shape[0] != w_dim:
-        return None
-    chosen = tuple(int(i) for i in model.details["layers"])  # type: ignore[union-attr]
-    blocks = wplus_blocks(num_ws, chosen)
-    lifted = directions.new_zeros(blocks * w_dim, directions.shape[1])
-    for i in range(len(chosen)):
-        lifted[i * w_dim : (i + 1) * w_dim] = directions
-    return lifted / lifted.norm(dim=0)
 
 
 def is_stylegan2_file(path: Path) -> bool:
