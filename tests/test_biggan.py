@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -83,9 +84,24 @@ def test_truncation_picks_standing_stats(model: BigGANDeep) -> None:
         assert (model(z, onehot, 0.4) - model(z, onehot, 0.6)).abs().max() > 1e-3
     table = torch.arange(51.0)[:, None] * torch.ones(1, 2)
     assert torch.equal(standing_stats(table, 0.4), table[20])
-    assert torch.equal(standing_stats(table, 0.7), table[35])  # 0.7 * 50 = 34.999... snaps
+    assert torch.equal(standing_stats(table, 0.7), table[35])  # 0.7 / 0.02 is exactly 35
     # Non-grid: mean[i] * frac + mean[i + 1] * (1 - frac), i = 20, frac = 0.25.
     assert torch.allclose(standing_stats(table, 0.405), torch.full((2,), 20 * 0.25 + 21 * 0.75))
+
+
+@pytest.mark.parametrize(
+    "truncation, row", [(0.14, 8), (0.28, 15), (0.56, 29), (0.58, 28), (0.94, 46)]
+)
+def test_truncation_rounds_as_pytorch_pretrained_biggan(truncation, row) -> None:
+    """The package's `modf(t / step)` with its float rounding: near-grid values use the row
+    its rounding lands on (a near-grid snap would use the other one)."""
+    table = torch.randn(51, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    step = 1.0 / (51 - 1)
+    coef, start = math.modf(truncation / step)
+    reference = table[int(start)] * coef + table[int(start) + 1] * (1 - coef)
+    torch.testing.assert_close(standing_stats(table, truncation), reference, rtol=0, atol=0)
+    torch.testing.assert_close(standing_stats(table, truncation), table[row], rtol=0, atol=1e-13)
+    assert round(truncation * 50) != row  # the nearest grid row, which a snap would take
 
 
 def test_non_grid_truncation_matches_documented_weights(model: BigGANDeep) -> None:

@@ -275,19 +275,17 @@ def spectral_sigma(
 def stats_position(truncation: float, n_stats: int) -> tuple[int, float]:
     """Index i and weight `coef` of the standing statistics for `truncation` in (0, 1].
 
-    On the grid (t = i / (n_stats - 1)) coef is 0 and entry i is used alone; otherwise the stats
-    are `table[i] * coef + table[i + 1] * (1 - coef)` with coef the fractional part, which is
-    what the reference package computes (the weights look swapped versus linear interpolation,
-    FORMATS.md section 4). Values within 1e-6 of a grid point snap to it, so float noise such as
-    0.7 * 50 = 34.999... does not pick the neighbouring entry.
+    Exactly as pytorch-pretrained-biggan (what users compare against): `coef, i =
+    modf(truncation / step)` with `step = 1 / (n_stats - 1)`; coef 0 uses entry i alone,
+    otherwise `table[i] * coef + table[i + 1] * (1 - coef)` (the weights look swapped versus
+    linear interpolation, FORMATS.md section 4). The division's float rounding is kept, not
+    snapped to the grid: 0.14 / 0.02 = 7.000000000000001 mixes in entry 7 by 9e-16 and so
+    uses entry 8 (as do 0.28, 0.56), while 0.58 and 0.94 land just below 29 and 47 and use
+    entries 28 and 46; a snapping rule would pick the other row at those values.
     """
     check_truncation(truncation)
-    position = truncation * (n_stats - 1)
-    nearest = round(position)
-    if abs(position - nearest) < 1e-6:
-        return int(nearest), 0.0
-    index = math.floor(position)
-    return index, position - index
+    coef, start = math.modf(truncation / (1.0 / (n_stats - 1)))
+    return int(start), coef
 
 
 def standing_stats(table: torch.Tensor, truncation: float) -> torch.Tensor:
