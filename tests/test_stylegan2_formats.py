@@ -164,6 +164,34 @@ def test_tf_truncation_override_and_reader(tmp_path: Path, state: dict[str, torc
     assert ckpt.hyper["channel_base"] == 2 * 16384  # TF default fmap_base
 
 
+def test_tf_reads_conv_clamp_and_mapping_lrmul(tmp_path: Path, state: dict[str, torch.Tensor]):
+    """stylegan2-ada's TF pickles carry conv_clamp in static_kwargs; mapping_lrmul is read,
+    not assumed 0.01: both reach the network that is built."""
+    from lowrankgan.models.stylegan2.family import stylegan2_model
+
+    base = {"num_channels": 3, "resolution": 16, "label_size": 0, "fmap_base": 128}
+    plain, ada = tmp_path / "plain.pkl", tmp_path / "ada.pkl"
+    sg2.write_tf_pkl(plain, state, static_kwargs=base)
+    sg2.write_tf_pkl(ada, state, static_kwargs={**base, "conv_clamp": 256, "mapping_lrmul": 0.1})
+    default, read = read_tf_pkl(plain), read_tf_pkl(ada)
+    assert (default.conv_clamp, default.hyper["mapping_lr_multiplier"]) == (None, 0.01)
+    assert (read.conv_clamp, read.hyper["mapping_lr_multiplier"]) == (256.0, 0.1)
+    network = stylegan2_model(read, name="ada", space="z").network
+    assert network.config.conv_clamp == 256.0
+    fc0 = network.mapping.fc0
+    assert fc0.bias_gain == 0.1 and fc0.weight_gain == pytest.approx(
+        0.1 / fc0.weight.shape[1] ** 0.5
+    )
+    z = torch.randn(2, network.config.z_dim, generator=torch.Generator().manual_seed(0))
+    other = stylegan2_model(default, name="plain", space="z").network
+    with torch.no_grad():
+        assert not torch.allclose(network.mapping(z), other.mapping(z))
+    for bad in ({"conv_clamp": -1}, {"mapping_lrmul": 0}, {"mapping_lrmul": "x"}):
+        sg2.write_tf_pkl(tmp_path / "bad.pkl", state, static_kwargs={**base, **bad})
+        with pytest.raises(UserInputError):
+            read_tf_pkl(tmp_path / "bad.pkl")
+
+
 # ---------------------------------------------------------------------------------------------
 # rosinality
 

@@ -100,7 +100,11 @@ def stylegan2_model(
     if not 0.0 < psi <= 1.0:
         raise UserInputError(f"truncation must be in (0, 1], got {psi}")
     cutoff = checkpoint.hyper.get("truncation_cutoff")
-    network = build_stylegan2(checkpoint.state, conv_clamp=checkpoint.conv_clamp)
+    network = build_stylegan2(
+        checkpoint.state,
+        conv_clamp=checkpoint.conv_clamp,
+        mapping_lr_multiplier=float(checkpoint.hyper.get("mapping_lr_multiplier", 0.01)),
+    )
     if checkpoint.hyper.get("w_avg_missing"):
         network.mapping.w_avg.copy_(_estimate_w_avg(network))
     config = network.config

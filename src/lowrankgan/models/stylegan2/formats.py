@@ -932,7 +932,16 @@ def _tf_from_pickle(obj: tuple[Any, ...], path: Path) -> SG2Checkpoint:
     # TF G_main truncates with psi 0.5 on all layers when Gs.run gets no override.
     hyper["truncation_psi"] = static.get("truncation_psi", 0.5)
     hyper["truncation_cutoff"] = static.get("truncation_cutoff")
-    return _finish(state, None, "tf-pkl", hyper, path)
+    # stylegan2-ada's TF code writes the same class path with conv_clamp among the
+    # static_kwargs (None in the original StyleGAN2); both set the mapping's lr multiplier.
+    lrmul = _number(static.get("mapping_lrmul", 0.01), path, "mapping_lrmul")
+    if lrmul is None or not (math.isfinite(lrmul) and lrmul > 0):
+        raise UserInputError(f"{path}: mapping_lrmul must be a positive number")
+    hyper["mapping_lr_multiplier"] = lrmul
+    conv_clamp = _number(static.get("conv_clamp"), path, "conv_clamp")
+    if conv_clamp is not None and not (math.isfinite(conv_clamp) and conv_clamp > 0):
+        raise UserInputError(f"{path}: conv_clamp must be a positive number or None")
+    return _finish(state, conv_clamp, "tf-pkl", hyper, path)
 
 
 # ---------------------------------------------------------------------------------------------

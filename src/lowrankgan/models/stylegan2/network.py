@@ -473,9 +473,12 @@ def _shape(state: Mapping[str, torch.Tensor], key: str) -> tuple[int, ...]:
 
 
 def config_from_state_dict(
-    state: Mapping[str, torch.Tensor], conv_clamp: float | None = None
+    state: Mapping[str, torch.Tensor],
+    conv_clamp: float | None = None,
+    mapping_lr_multiplier: float = 0.01,
 ) -> StyleGAN2Config:
-    """Infer the configuration from NVIDIA-named tensors; conv_clamp is not in them."""
+    """Infer the configuration from NVIDIA-named tensors; conv_clamp and the mapping's lr
+    multiplier are not in them (the checkpoint's readers find them)."""
     keys = list(state)
     if "synthesis.b4.const" not in state or "mapping.fc0.weight" not in state:
         if "synthesis.input.freqs" in state:
@@ -511,6 +514,7 @@ def config_from_state_dict(
             mapping_layers=len(fcs),
             channels=channels,
             conv_clamp=conv_clamp,
+            mapping_lr_multiplier=mapping_lr_multiplier,
         )
     except ValueError as err:
         raise UserInputError(f"not a valid StyleGAN2 generator: {err}") from None
@@ -523,7 +527,9 @@ def _list(names: list[str], limit: int = 3) -> str:
 
 
 def build_stylegan2(
-    state: Mapping[str, torch.Tensor], conv_clamp: float | None = None
+    state: Mapping[str, torch.Tensor],
+    conv_clamp: float | None = None,
+    mapping_lr_multiplier: float = 0.01,
 ) -> StyleGAN2Generator:
     """A float32 generator in eval mode without gradients, loaded strictly from `state`.
 
@@ -531,7 +537,7 @@ def build_stylegan2(
     """
     if not isinstance(state, Mapping):
         raise UserInputError(f"unknown architecture: expected a state dict, got {type(state)}")
-    cfg = config_from_state_dict(state, conv_clamp)
+    cfg = config_from_state_dict(state, conv_clamp, mapping_lr_multiplier)
     with torch.device("meta"):
         own = StyleGAN2Generator(cfg).state_dict()
     missing = [k for k in own if k not in state]
