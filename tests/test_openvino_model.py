@@ -154,3 +154,19 @@ def test_mobilestylegan_samples_natural_faces_in_w():
         image = model.synthesize(w)[0]
     assert image.shape == (3, 1024, 1024)
     assert float(image.std()) > 0.2 and float(image.min()) > -1.6 and float(image.max()) < 1.6
+
+
+def test_sefa_reads_the_style_affines(generator):
+    from lowrankgan.core.baselines import latent_layer_weights
+
+    model = load_model(str(generator))
+    weights = latent_layer_weights(model)
+    assert weights.shape == (4 + 6 + 6, W_DIM)  # one row per modulated channel
+    graph = read_ir(generator)
+    early = next(layer for layer in graph.layers if layer.name == "early.modulation.weight")
+    torch.testing.assert_close(weights[:4].float(), torch.from_numpy(early.value))
+    plus = load_model(str(generator), space="wplus", layers="2")
+    placed = latent_layer_weights(plus)
+    assert placed.shape == (16, 2 * W_DIM)
+    torch.testing.assert_close(placed[10:, :W_DIM], weights[10:])  # slot 2 owns block 0
+    assert placed[10:, W_DIM:].abs().sum() == 0 and placed[:10, :W_DIM].abs().sum() == 0

@@ -188,7 +188,11 @@ def ir_model(
         description=description or f"OpenVINO IR generator {height}x{width}",
         latent_sampler=sample,
         details=details,
-        pca_features="latent" if mapping is not None and space != "z" else None,
+        # SeFa factorises the style affines (w, wplus); in z there is no fixed first layer
+        # to read (the mapping starts with a pixel norm), so it is left to SeFa's search.
+        latent_layer=(lambda net: net.style_weights()) if space != "z" and slots else None,
+        # GANSpace: PCA of sampled w (a mapping's output); in z of the synthesis input.
+        pca_features="synthesis" if space == "z" else "latent",
         code_reader=wplus_latent_from_code if space == "wplus" else None,
         direction_lifter=lift_w_directions if space == "wplus" else None,
     )

@@ -144,6 +144,29 @@ class IRGenerator(nn.Module):
         self.selected, self.w_dim = selected, w_dim
         self._input = latent_input(synthesis.graph).id
 
+    def style_weights(self) -> torch.Tensor:
+        """`(m, d)` weights of the style affines in the analysis latent's coordinates (what
+        SeFa factorises): stacked in w; in W+ each slot's block placed at its own block."""
+        graph = self.synthesis.graph
+        by_id = graph.by_id()
+        rows = []
+        for index, slot in enumerate(self.slots):
+            layer = by_id[slot.layer]
+            weight_edge = next(e for e in layer.inputs if e.layer != self._input)
+            weight = self.synthesis.constant(weight_edge.layer)
+            flags = layer.attrs.get("transpose_b", "false").lower() == "true"
+            weight = weight if flags else weight.T  # (out, w_dim)
+            if self.space != "wplus":
+                rows.append(weight)
+                continue
+            slot_of = {layer: i for i, layer in enumerate(self.selected)}
+            blocks = len(self.selected) + (1 if len(self.selected) < len(self.slots) else 0)
+            placed = weight.new_zeros(weight.shape[0], blocks * self.w_dim)
+            start = slot_of.get(index, len(self.selected)) * self.w_dim
+            placed[:, start : start + self.w_dim] = weight
+            rows.append(placed)
+        return torch.cat(rows)
+
     def map(self, z: torch.Tensor) -> torch.Tensor:
         """`(n, z_dim)` -> `(n, w_dim)`, truncated towards `w_avg`."""
         if self.mapping is None:

@@ -61,6 +61,10 @@ class IRNetwork(nn.Module):
     def parameter_names(self) -> list[str]:
         return [layer.name for layer in self.graph.parameters]
 
+    def constant(self, layer_id: int) -> torch.Tensor:
+        """The value of Const layer `layer_id` (float32 on the network's device, or int64)."""
+        return self._const(self.graph.by_id()[layer_id])
+
     def _const(self, layer: Layer) -> torch.Tensor:
         if layer.id in self._integers:
             return self._integers[layer.id]
