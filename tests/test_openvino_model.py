@@ -192,3 +192,48 @@ def test_the_authors_eye_direction_is_local_on_the_paper_layers():
         ratios[space] = change.ratio
     # measured on seed 0: 0.49 on slots 5-10 against 0.81 in W
     assert ratios["wplus"] < 0.7 * ratios["w"], ratios
+
+
+def _corrupt(xml, how: str):
+    weights = xml.with_suffix(".bin")
+    text = xml.read_text()
+    if how == "no bin":
+        weights.unlink()
+    elif how == "truncated bin":
+        weights.write_bytes(weights.read_bytes()[:64])
+    elif how == "offset past the end":
+        start = text.index('offset="') + len('offset="')
+        xml.write_text(text[:start] + "99999999" + text[text.index('"', start) :])
+    elif how == "unknown op":
+        xml.write_text(text.replace('type="Tanh"', 'type="Gelu"', 1))
+    elif how == "not ir":
+        xml.write_text("<html><body>Not found</body></html>")
+    return xml
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("no bin", "weights file SynthesisNetwork.bin is missing"),
+        ("truncated bin", "runs past the end of SynthesisNetwork.bin"),
+        ("offset past the end", "runs past the end"),
+        ("unknown op", "op 'Gelu' (node"),
+        ("not ir", "not an OpenVINO IR"),
+    ],
+)
+def test_bad_ir_files_are_one_line_errors(run_main, tmp_path, how, message):
+    xml = _corrupt(save_style_generator(tmp_path / "model"), how)
+    out = tmp_path / "out"
+    run = run_main("edit", "--model", xml, "--seed", "0", "--region", "center",
+                   "--one-shot", "--out", out)  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+    assert not out.exists()
+
+
+def test_large_models_are_analysed_at_256_by_default():
+    from lowrankgan.pipeline.settings import AnalysisSettings, resolved_settings
+
+    model = load_model("mobilestylegan-ffhq")
+    assert resolved_settings(model, AnalysisSettings()).size == (256, 256)
