@@ -57,3 +57,10 @@ def save_style_generator(folder: Path, *, mapping: bool = True, seed: int = 0) -
         ov.save_model(ov.Model([h], [z], "mapping"), folder / "MappingNetwork.xml",
                       compress_to_fp16=False)  # fmt: skip
     return synthesis
+
+
+def set_first_attribute(xml: Path, name: str, value: str) -> None:
+    """Rewrite the first `name="..."` attribute of an IR's XML."""
+    text = xml.read_text()
+    first = text.index(f'{name}="') + len(f'{name}="')
+    xml.write_text(text[:first] + value + text[text.index('"', first) :])

@@ -15,6 +15,7 @@ import openvino.opset8 as op8
 import pytest
 import torch
 
+from ir_generators import set_first_attribute
 from lowrankgan.errors import UserInputError
 from lowrankgan.models.openvino.ir import read_ir
 from lowrankgan.models.openvino.network import IRNetwork
@@ -300,18 +301,12 @@ def test_a_truncated_bin_is_refused(small_ir):
 
 
 def test_a_const_past_the_end_of_the_file_is_refused(small_ir):
-    text = small_ir.read_text()
-    first = text.index('offset="') + len('offset="')
-    end = text.index('"', first)
-    small_ir.write_text(text[:first] + "999999999" + text[end:])
+    set_first_attribute(small_ir, "offset", "999999999")
     refused(small_ir, "runs past the end")
 
 
 def test_a_const_whose_size_does_not_fit_its_shape_is_refused(small_ir):
-    text = small_ir.read_text()
-    first = text.index('size="') + len('size="')
-    end = text.index('"', first)
-    small_ir.write_text(text[:first] + "3" + text[end:])
+    set_first_attribute(small_ir, "size", "3")
     refused(small_ir, "declares 3 bytes")
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ir_generators import W_DIM, save_style_generator
+from ir_generators import W_DIM, save_style_generator, set_first_attribute
 from lowrankgan import load_model
 from lowrankgan.errors import UserInputError
 from lowrankgan.io.latents import authors_directions, direction_path
@@ -202,8 +202,7 @@ def _corrupt(xml, how: str):
     elif how == "truncated bin":
         weights.write_bytes(weights.read_bytes()[:64])
     elif how == "offset past the end":
-        start = text.index('offset="') + len('offset="')
-        xml.write_text(text[:start] + "99999999" + text[text.index('"', start) :])
+        set_first_attribute(xml, "offset", "99999999")
     elif how == "unknown op":
         xml.write_text(text.replace('type="Tanh"', 'type="Gelu"', 1))
     elif how == "not ir":

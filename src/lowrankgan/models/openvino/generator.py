@@ -147,8 +147,9 @@ class IRGenerator(nn.Module):
     def style_weights(self) -> torch.Tensor:
         """`(m, d)` weights of the style affines in the analysis latent's coordinates (what
         SeFa factorises): stacked in w; in W+ each slot's block placed at its own block."""
-        graph = self.synthesis.graph
-        by_id = graph.by_id()
+        by_id = self.synthesis.graph.by_id()
+        slot_of = {layer: i for i, layer in enumerate(self.selected)}
+        blocks = len(self.selected) + (1 if len(self.selected) < len(self.slots) else 0)
         rows = []
         for index, slot in enumerate(self.slots):
             layer = by_id[slot.layer]
@@ -159,8 +160,6 @@ class IRGenerator(nn.Module):
             if self.space != "wplus":
                 rows.append(weight)
                 continue
-            slot_of = {layer: i for i, layer in enumerate(self.selected)}
-            blocks = len(self.selected) + (1 if len(self.selected) < len(self.slots) else 0)
             placed = weight.new_zeros(weight.shape[0], blocks * self.w_dim)
             start = slot_of.get(index, len(self.selected)) * self.w_dim
             placed[:, start : start + self.w_dim] = weight
