@@ -275,6 +275,51 @@ def test_vmapped_jvps_equal_one_at_a_time(tmp_path):
     torch.testing.assert_close(mapped, looped, rtol=1e-6, atol=1e-7)
 
 
+def _conv_net(tmp_path: Path) -> Path:
+    """Image x (1, 3, 6, 6) and style s (1, 4): a convolution with a constant weight, one
+    whose weight is modulated by s (so it has a tangent), a PReLU, and a grouped strided
+    transposed convolution with padding."""
+    x, style = param(1, 3, 6, 6), param(1, 4, name="s")
+    h = op1.convolution(x, const(data(4, 3, 3, 3)), [1, 1], [1, 1], [1, 1], [1, 1])
+    modulated = op1.multiply(
+        const(data(4, 4, 3, 3)), op1.reshape(style, const(np.int64([4, 1, 1, 1])), False)
+    )
+    h = op1.convolution(h, modulated, [1, 1], [0, 0], [1, 1], [1, 1])
+    h = op1.prelu(h, const(np.float32([0.2])))
+    weight = const(data(2, 2, 3, 3, 3))  # 2 groups of 2 -> 3 channels each
+    h = op1.group_convolution_backprop_data(h, weight, [2, 2], [1, 1], [0, 0], [1, 1])
+    return _save(tmp_path, [h], [x, style])
+
+
+def test_convolution_derivatives_match_finite_differences_in_both_modes(tmp_path):
+    """Forward mode (constant and modulated weights) and reverse mode through the
+    executor's convolutions, in float64, against central differences; `<u, J v>` must be
+    `<J^T u, v>`."""
+    network = IRNetwork(read_ir(_conv_net(tmp_path))).double()
+    points = (torch.from_numpy(data(1, 3, 6, 6)).double(), torch.from_numpy(data(1, 4)).double())
+    tangents = (torch.from_numpy(data(1, 3, 6, 6)).double(), torch.from_numpy(data(1, 4)).double())
+    out, jvp = torch.func.jvp(network, points, tangents)
+    eps = 1e-6
+    ahead = network(*(p + eps * t for p, t in zip(points, tangents, strict=True)))
+    behind = network(*(p - eps * t for p, t in zip(points, tangents, strict=True)))
+    torch.testing.assert_close(jvp, (ahead - behind) / (2 * eps), rtol=1e-6, atol=1e-8)
+    cotangent = torch.randn_like(out)
+    _, pull = torch.func.vjp(network, *points)
+    pulled = pull(cotangent)
+    inner = sum((g * t).sum() for g, t in zip(pulled, tangents, strict=True))
+    torch.testing.assert_close(inner, (cotangent * jvp).sum(), rtol=1e-10, atol=1e-12)
+    # batched: vmapped products equal looped ones
+    many = torch.randn(3, *out.shape, dtype=torch.float64)
+    mapped = torch.func.vmap(lambda c: pull(c)[1])(many)
+    torch.testing.assert_close(mapped, torch.stack([pull(c)[1] for c in many]))
+    styles = torch.randn(3, 1, 4, dtype=torch.float64)
+
+    def push(t: torch.Tensor) -> torch.Tensor:
+        return torch.func.jvp(lambda s: network(points[0], s), (points[1],), (t,))[1]
+
+    torch.testing.assert_close(torch.func.vmap(push)(styles), torch.stack([push(t) for t in styles]))
+
+
 # -- bad files --------------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -338,8 +339,66 @@ def _pad(data: torch.Tensor, begin: Sequence[int], end: Sequence[int]) -> torch.
     return F.pad(data, pairs)
 
 
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+class _Convolution(torch.autograd.Function):
+    """A (transposed) unpadded convolution whose derivatives are convolutions of the
+    tangents alone. Torch's own forward-mode rule also convolves the input with the weight's
+    tangent, which for a constant weight is a zero tensor it materialises: measured 1.4x the
+    time of a JVP of the 1024-px MobileStyleGAN, whose convolution weights are all constant.
+    A weight with a tangent (computed from the latent) gets its term too."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(
+        data: torch.Tensor,
+        weight: torch.Tensor,
+        stride: list[int],
+        dilation: list[int],
+        groups: int,
+        transposed: bool,
+    ) -> torch.Tensor:
+        zeros = [0] * (data.dim() - 2)
+        return torch.ops.aten.convolution(
+            data, weight, None, stride, zeros, dilation, transposed, zeros, groups
+        )
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        data, weight, *options = inputs
+        ctx.options = tuple(options)
+        ctx.save_for_backward(data, weight)
+        ctx.save_for_forward(data, weight)
+
+    @staticmethod
+    def jvp(ctx: Any, data_t: torch.Tensor | None, weight_t: torch.Tensor | None, *_: Any):
+        data, weight = ctx.saved_tensors
+        out = None if data_t is None else _Convolution.apply(data_t, weight, *ctx.options)
+        if weight_t is not None:
+            term = _Convolution.apply(data, weight_t, *ctx.options)
+            out = term if out is None else out + term
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        data, weight = ctx.saved_tensors
+        stride, dilation, groups, transposed = ctx.options
+        zeros = [0] * (data.dim() - 2)
+        needs = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
+        grad_data, grad_weight, _ = torch.ops.aten.convolution_backward(
+            grad, data, weight, None, stride, zeros, dilation, transposed, zeros, groups, needs
+        )
+        return grad_data, grad_weight, None, None, None, None
+
+
+def _conv(
+    data: torch.Tensor,
+    weight: torch.Tensor,
+    stride: list[int],
+    dilation: list[int],
+    groups: int,
+    transposed: bool = False,
+) -> torch.Tensor:
+    return _Convolution.apply(data, weight, list(stride), list(dilation), groups, transposed)
 
 
 def _convolve(layer: Layer, data: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -349,7 +408,7 @@ def _convolve(layer: Layer, data: torch.Tensor, weight: torch.Tensor, groups: in
         raise _fail(layer, f"{data.shape[1]} input channels for weights {list(weight.shape)}")
     strides, dilations, begin, end = _forward_pads(layer, data, weight.shape[2:])
     padded = _pad(data, begin, end)
-    return _CONV[len(strides)](padded, weight, stride=strides, dilation=dilations, groups=groups)
+    return _conv(padded, weight, strides, dilations, groups)
 
 
 @_register("Convolution", "opset1")
@@ -379,7 +438,7 @@ def _backprop(
     strides, dilations = _spatial(layer, data, kernel)
     rank = len(kernel)
     extra = _ints(layer, "output_padding", [0] * rank)
-    full = _CONV_T[rank](data, weight, stride=strides, dilation=dilations, groups=groups)
+    full = _conv(data, weight, strides, dilations, groups, transposed=True)
     if any(extra):
         full = _pad(full, [0] * rank, extra)
     sizes = list(full.shape[2:])
