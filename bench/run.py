@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-SECTIONS = ("jacobian", "rpca", "locality", "path", "stylegan2", "biggan")
+SECTIONS = ("jacobian", "rpca", "locality", "path", "stylegan2", "biggan", "mobilestylegan")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 

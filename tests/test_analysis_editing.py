@@ -158,6 +158,11 @@ def test_big_models_are_analysed_at_256_by_default():
     mask[100:300, 50:200] = True
     result = analyze(model, model.sample_latent(0), mask, rank=2, keep_rank=3)
     assert result.info["settings"]["size"] == [256, 192]
+    # over 256 px on a CPU: sketched by default (K = min(16, d)), exact on request
+    assert result.info["grams"] == "sketch 6 (region test)"
+    exact = analyze(model, model.sample_latent(0), mask, rank=2, keep_rank=3, exact=True)
+    assert exact.info["grams"] == "exact"
+    np.testing.assert_allclose(np.abs(result.region_basis), np.abs(exact.region_basis), atol=1e-5)
     full = analyze(model, model.sample_latent(0), mask, rank=2, keep_rank=3, size=(512, 384))
     # the image is piecewise constant on 32x32 cells, so area downsampling loses nothing here
     np.testing.assert_allclose(np.abs(result.region_basis), np.abs(full.region_basis), atol=1e-5)
@@ -194,3 +199,23 @@ def test_a_precomputed_field_or_grams_give_the_same_analysis(faces, eyes_analysi
         analyze(faces, latent, "eyes", field=field, grams=grams)
     with pytest.raises(UserInputError, match="grams must have shape"):
         analyze(faces, latent, "eyes", grams=grams[:1])
+
+
+def test_only_big_models_on_a_cpu_are_sketched_by_default():
+    from types import SimpleNamespace
+
+    from lowrankgan.pipeline.settings import CPU_DEFAULT_SKETCH, AnalysisSettings, gram_sketch
+
+    def model(device: str, side: int) -> SimpleNamespace:
+        return SimpleNamespace(device=torch.device(device), resolution=(side, side), latent_dim=512)
+
+    default = AnalysisSettings()
+    assert gram_sketch(model("cpu", 1024), default) == CPU_DEFAULT_SKETCH == 16
+    assert gram_sketch(model("cpu", 256), default) is None
+    assert gram_sketch(model("cuda", 1024), default) is None
+    assert gram_sketch(model("cpu", 1024), AnalysisSettings(exact=True)) is None
+    assert gram_sketch(model("cuda", 1024), AnalysisSettings(sketch=8)) == 8
+    with pytest.raises(UserInputError, match="exclude each other"):
+        AnalysisSettings(exact=True, sketch=8)
+    with pytest.raises(UserInputError, match="unknown sketch test"):
+        AnalysisSettings(sketch_test="uniform")

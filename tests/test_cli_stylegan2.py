@@ -186,6 +186,7 @@ def test_bad_stylegan2_options(tmp_path: Path, checkpoint: Path):
         (("--space", "wplus", "--layers", "5-2"), "the layers range '5-2' is inverted"),
         (("--space", "wplus", "--layers", "0-99999999999"), "the number of layers is"),
         (("--space", "wplus", "--layers", "4,x"), "layers must be integers or ranges like 4-7"),
+        (("--exact", "--sketch", "4"), "exact Gram matrices and a sketch exclude each other"),
     ]:
         proc = run(
             "analyze",

@@ -260,7 +260,13 @@ def settings_options(func):  # noqa: ANN001, ANN201 - click decorator
                 "--sketch",
                 type=int,
                 default=None,
-                help="Randomised Grams from K forward- and K reverse-mode products.",
+                help="Randomised Grams from K forward- and 2K reverse-mode products (default on "
+                "a CPU for models over 256 px: 16).",
+            ),
+            click.option(
+                "--exact",
+                is_flag=True,
+                help="Exact Grams from the whole Jacobian field, also on a CPU for big models.",
             ),
             click.option(
                 "--memory-budget",
@@ -298,6 +304,7 @@ def settings_from_options(model: Model, **kw: object) -> AnalysisSettings:
         "size": None if size is None else _scaled_size(model, size),
         "fuse_channels": kw["fuse_channels"],
         "sketch": kw["sketch"],
+        "exact": kw["exact"],
         "samples": kw.get("samples", 1),
         "top_k": kw["top_k"],
         "pca_samples": kw["ganspace_samples"],

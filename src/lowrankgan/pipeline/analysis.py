@@ -36,6 +36,7 @@ from lowrankgan.models.base import Model
 from lowrankgan.pipeline.settings import (
     MULTI_SEED_BASE,
     AnalysisSettings,
+    gram_sketch,
     resolved_settings,
 )
 from lowrankgan.regions import RegionSpec, describe, keep_mask, region_mask
@@ -170,24 +171,35 @@ def region_grams(
     field: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-value Gram matrices `(m, d, d)` float64 of `(m, H, W)` masks at `latent`, from
-    `field` when given (the `analysis_field` of `latent`), else from a new field or sketch."""
+    `field` when given (the `analysis_field` of `latent`), else from a new field or, when
+    `gram_sketch` says so, a sketch. A sketch with the region test takes the masks as
+    (region, kept region) pairs (a last one alone) and samples each pair's region."""
     settings = resolved_settings(model, settings)
     if field is not None:
         check_field(model, field, settings)
         return per_value_grams(field, masks)
-    if settings.sketch is None:
+    sketch = gram_sketch(model, settings)
+    if sketch is None:
         return per_value_grams(analysis_field(model, latent, settings, progress), masks)
-    grams = sketch_gram(
-        model,
-        latent,
-        masks,
-        settings.sketch,
-        size=settings.size,
-        fuse_channels=settings.fuse_channels,
-        seed=settings.sketch_seed,
-        chunk_size=settings.chunk_size,
-        memory_budget=settings.memory_budget,
-        progress=progress,
+    by_region = settings.sketch_test == "region"
+    groups = [masks[i : i + 2] for i in range(0, len(masks), 2)] if by_region else [masks]
+    grams = torch.cat(
+        [
+            sketch_gram(
+                model,
+                latent,
+                group,
+                sketch,
+                size=settings.size,
+                fuse_channels=settings.fuse_channels,
+                seed=settings.sketch_seed,
+                range_mask=0 if by_region else None,
+                chunk_size=settings.chunk_size,
+                memory_budget=settings.memory_budget,
+                progress=progress,
+            )
+            for group in groups
+        ]
     )
     weights = mask_weights(masks, tuple(settings.size or model.resolution))
     channels = 1 if settings.fuse_channels else model.channels
@@ -250,6 +262,7 @@ def analyze(
     start = time.perf_counter()
     region_m = region_mask(model, region)
     keep_m = keep_mask(model, region_m, keep)
+    given_grams = grams is not None
     if grams is None:
         masks = torch.stack([region_m, keep_m])
         grams = region_grams(model, latent, masks, settings, progress, field).cpu()
@@ -293,6 +306,7 @@ def analyze(
         region_pixels=int(region_m.sum()),
         keep_pixels=int(keep_m.sum()),
         samples=settings.samples,
+        grams=gram_record(model, settings, given=given_grams, field=field is not None),
         # which of a global method's leading directions each of ours is (0 = its strongest)
         candidates=None
         if found.candidate_order is None
@@ -312,6 +326,17 @@ def analyze(
         keep_mask=keep_m.numpy(),
         info=info,
     )
+
+
+def gram_record(model: Model, settings: AnalysisSettings, *, given: bool, field: bool) -> str:
+    """How an analysis got its Gram matrices, for `analysis.json`: "given", "exact" or
+    "sketch K (region test)"."""
+    if given:
+        return "given"
+    sketch = None if field else gram_sketch(model, settings)
+    if sketch is None:
+        return "exact"
+    return f"sketch {sketch} ({settings.sketch_test} test)"
 
 
 def checked_latent(model: Model, latent: torch.Tensor) -> torch.Tensor:

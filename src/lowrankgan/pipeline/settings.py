@@ -38,6 +38,11 @@ class AnalysisSettings:
     method: `lowrank` (the paper), `contrast` (ours), `jacobian` (the region's own principal
     directions, no projection), `sefa` or `ganspace` (global baselines: their `top_k`
     leading directions, ordered by how much they move the region).
+    sketch / exact: Gram matrices from a `sketch_gram` of K products instead of the whole
+    Jacobian field; by default (neither given) only models over `DEFAULT_ANALYSIS_SIZE` px
+    on a CPU are sketched, with `CPU_DEFAULT_SKETCH` (`gram_sketch`); `exact` forces the
+    field. sketch_test: `"region"` (the test matrix sampled from the region's rows) or
+    `"gaussian"`; sketch_seed: its seed.
     samples: average the Gram matrices over this many images (the latent and seeds from
     `MULTI_SEED_BASE`), for directions that hold on many images.
     pca_samples / pca_layer: GANSpace's sample count and feature layer.
@@ -61,6 +66,8 @@ class AnalysisSettings:
     chunk_size: int | None = None
     sketch: int | None = None
     sketch_seed: int = 0
+    sketch_test: str = "region"
+    exact: bool = False
     samples: int = 1
     top_k: int = DEFAULT_TOP_K
     pca_samples: int = DEFAULT_PCA_SAMPLES
@@ -73,6 +80,10 @@ class AnalysisSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 < value <= 1.0):
                 raise UserInputError(f"{name} must be in (0, 1], got {value}")
+        if self.sketch_test not in ("region", "gaussian"):
+            raise UserInputError(f"unknown sketch test {self.sketch_test!r}: region or gaussian")
+        if self.exact and self.sketch is not None:
+            raise UserInputError("exact Gram matrices and a sketch exclude each other")
         if self.rank_rule not in ("energy", "numerical"):
             raise UserInputError(f"unknown rank rule {self.rank_rule!r}")
         if not math.isfinite(self.contrast_tau) or self.contrast_tau <= 0:
@@ -114,6 +125,23 @@ def resolved_settings(model: Model, settings: AnalysisSettings) -> AnalysisSetti
     scale = DEFAULT_ANALYSIS_SIZE / max(height, width)
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
     return AnalysisSettings(**{**settings.__dict__, "size": size})
+
+
+#: Products of the default sketch of big models on a CPU: the exact Gram of a 1024-px
+#: MobileStyleGAN face takes 512 forward-mode passes (65 min on 2 cores); 16 give its region's
+#: top-5 principal space within a few degrees in about 1/20 of that (docs/benchmarks.md).
+CPU_DEFAULT_SKETCH = 16
+
+
+def gram_sketch(model: Model, settings: AnalysisSettings) -> int | None:
+    """How many products the Gram matrices of an analysis sketch, None for exact ones: the
+    user's `sketch`, else `CPU_DEFAULT_SKETCH` for a model over `DEFAULT_ANALYSIS_SIZE` px on
+    a CPU (unless `exact`); accelerators are exact by default."""
+    if settings.sketch is not None or settings.exact:
+        return settings.sketch
+    if model.device.type == "cpu" and max(model.resolution) > DEFAULT_ANALYSIS_SIZE:
+        return min(CPU_DEFAULT_SKETCH, model.latent_dim)
+    return None
 
 
 #: The paper's choices: fixed-penalty ADMM, lambda = 1/60, rank = matrix_rank(L).
