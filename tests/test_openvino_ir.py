@@ -317,7 +317,9 @@ def test_convolution_derivatives_match_finite_differences_in_both_modes(tmp_path
     def push(t: torch.Tensor) -> torch.Tensor:
         return torch.func.jvp(lambda s: network(points[0], s), (points[1],), (t,))[1]
 
-    torch.testing.assert_close(torch.func.vmap(push)(styles), torch.stack([push(t) for t in styles]))
+    torch.testing.assert_close(
+        torch.func.vmap(push)(styles), torch.stack([push(t) for t in styles])
+    )
 
 
 # -- bad files --------------------------------------------------------------------------------

@@ -366,6 +366,8 @@ class _Convolution(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
         data, weight, *options = inputs
         ctx.options = tuple(options)
+        # tangents and gradients that do not exist stay None instead of zeros to convolve
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(data, weight)
         ctx.save_for_forward(data, weight)
 
@@ -379,7 +381,9 @@ class _Convolution(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):
+    def backward(ctx: Any, grad: torch.Tensor | None):
+        if grad is None:
+            return None, None, None, None, None, None
         data, weight = ctx.saved_tensors
         stride, dilation, groups, transposed = ctx.options
         zeros = [0] * (data.dim() - 2)
