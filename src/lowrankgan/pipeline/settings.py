@@ -128,8 +128,9 @@ def resolved_settings(model: Model, settings: AnalysisSettings) -> AnalysisSetti
 
 
 #: Products of the default sketch of big models on a CPU: the exact Gram of a 1024-px
-#: MobileStyleGAN face takes 512 forward-mode passes (65 min on 2 cores); 16 give its region's
-#: top-5 principal space within a few degrees in about 1/20 of that (docs/benchmarks.md).
+#: MobileStyleGAN face takes 512 forward-mode passes (about 45 min on 2 cores); 16 give its
+#: region's top-5 principal space within 2.5-6 degrees in about 1/13 of that, with directions
+#: that leak 2-4x more than exact ones (docs/benchmarks.md).
 CPU_DEFAULT_SKETCH = 16
 
 
