@@ -226,3 +226,24 @@ def test_float32_gram_products_agree_with_float64_to_float32_rounding():
     assert 0 < rel < 1e-5, rel  # float32 rounding inside blocks, not float64's
     with pytest.raises(ValueError):
         gram_from_field(field, weights, products="float16")
+
+
+def test_region_grams_sketch_each_pair_from_its_own_region():
+    """In sketch mode with the region test, `region_grams` takes the masks as (region, kept)
+    pairs: each pair's region builds its own test matrix, so both regions (left rank 4,
+    right rank 6) come out exact, where one test matrix from the first mask alone leaves the
+    right half inexact."""
+    from lowrankgan.pipeline.analysis import region_grams
+    from lowrankgan.pipeline.settings import AnalysisSettings
+
+    model = structured_model(torch.float64)
+    latent = model.sample_latent(2)
+    left, right = (model.presets[n].mask(16, 16) for n in ("left", "right"))
+    masks = torch.stack([left, right, right, left])
+    exact = region_grams(model, latent, masks, AnalysisSettings())
+    sketched = region_grams(model, latent, masks, AnalysisSettings(sketch=6))
+    for i in (0, 2):
+        assert (sketched[i] - exact[i]).abs().max() < 1e-9 * exact[i].abs().max()
+    one_test = sketch_gram(model, latent, masks, 6, range_mask=0)
+    raw = jacobian_gram(model, latent, masks)
+    assert (one_test[2] - raw[2]).abs().max() > 1e-6 * raw[2].abs().max()
