@@ -25,6 +25,7 @@ from lowrankgan.core.jacobian import chunk_size_for, jacobian_field
 from lowrankgan.io.artifacts import atomic_write_bytes
 from lowrankgan.pipeline.settings import CPU_DEFAULT_SKETCH
 from lowrankgan.regions import keep_mask, region_mask
+from measure import largest_angle
 
 SEED = 0
 REGIONS = ("eyes", "mouth", "nose")
@@ -36,13 +37,6 @@ FIELD_PATH = Path(
         Path.home() / ".cache/lowrankgan/bench/mobilestylegan-ffhq-seed0-field.pt",
     )
 )
-
-
-def largest_angle(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Largest principal angle in degrees between the spans of `(d, k)` a and b."""
-    qa, qb = torch.linalg.qr(a.double())[0], torch.linalg.qr(b.double())[0]
-    cosine = torch.linalg.svdvals(qa.T @ qb).min().clamp(max=1.0)
-    return math.degrees(math.acos(float(cosine)))
 
 
 def leak(direction: torch.Tensor, grams: torch.Tensor) -> float:

@@ -36,7 +36,7 @@ from lowrankgan.core.jacobian import chunk_size_for, jacobian_field
 from lowrankgan.models import Model
 from lowrankgan.models.stylegan2.network import random_stylegan2
 from lowrankgan.shapes import Box
-from measure import MALLOC_ENV, RSS_PRELUDE, Timing, rounds
+from measure import MALLOC_ENV, RSS_PRELUDE, Timing, largest_angle, rounds
 
 _SEED = 0
 _W_DIM = 512
@@ -187,10 +187,9 @@ def _mib(value: float) -> str:
 
 def _largest_angle(exact: torch.Tensor, approx: torch.Tensor, top: int) -> float:
     """Largest principal angle (degrees) between the top-`top` eigenvector subspaces."""
-    u = torch.linalg.eigh(exact)[1][:, -top:]
-    v = torch.linalg.eigh(approx)[1][:, -top:]
-    cosines = torch.linalg.svdvals(u.T @ v).clamp(0.0, 1.0)
-    return math.degrees(math.acos(cosines.min().item()))
+    return largest_angle(
+        torch.linalg.eigh(exact)[1][:, -top:], torch.linalg.eigh(approx)[1][:, -top:]
+    )
 
 
 @dataclass

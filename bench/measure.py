@@ -8,10 +8,13 @@ the resident set during one call, sampled every millisecond by a thread.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import torch
 
 # glibc's mmap threshold is fixed so that freed tensors leave the resident set: by default it
 # grows after the first large free, and later tensors are carved from a heap that stays
@@ -86,3 +89,11 @@ def rounds(
 def overlap(a: Timing, b: Timing) -> bool:
     """Whether the ranges of two timings overlap (a difference within the noise)."""
     return len(a.times) > 1 and min(a.times) <= max(b.times) and min(b.times) <= max(a.times)
+
+
+def largest_angle(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest principal angle in degrees between the spans of `(d, k)` a and b (float64 QR
+    + SVD; the columns need not be orthonormal)."""
+    qa, qb = torch.linalg.qr(a.double())[0], torch.linalg.qr(b.double())[0]
+    cosine = torch.linalg.svdvals(qa.T @ qb).min().clamp(0.0, 1.0)
+    return math.degrees(math.acos(float(cosine)))

@@ -260,7 +260,7 @@ def settings_options(func):  # noqa: ANN001, ANN201 - click decorator
                 "--sketch",
                 type=int,
                 default=None,
-                help="Randomised Grams from K forward- and 2K reverse-mode products (default on "
+                help="Randomised Grams from K forward- and 3K reverse-mode products (default on "
                 "a CPU for models over 256 px: 16).",
             ),
             click.option(
