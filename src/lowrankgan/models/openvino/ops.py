@@ -342,8 +342,8 @@ def _pad(data: torch.Tensor, begin: Sequence[int], end: Sequence[int]) -> torch.
 class _Convolution(torch.autograd.Function):
     """A (transposed) unpadded convolution whose derivatives are convolutions of the
     tangents alone. Torch's own forward-mode rule also convolves the input with the weight's
-    tangent, which for a constant weight is a zero tensor it materialises: measured 1.4x the
-    time of a JVP of the 1024-px MobileStyleGAN, whose convolution weights are all constant.
+    tangent, which for a constant weight is a zero tensor it materialises: a JVP of the
+    1024-px MobileStyleGAN (constant weights throughout) took 6.0 s with it, 4.8 s without.
     A weight with a tangent (computed from the latent) gets its term too."""
 
     generate_vmap_rule = True
