@@ -14,9 +14,11 @@ import openvino.opset3 as op3
 import openvino.opset8 as op8
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ir_generators import set_first_attribute
 from lowrankgan.errors import UserInputError
+from lowrankgan.models.openvino import ops
 from lowrankgan.models.openvino.ir import read_ir
 from lowrankgan.models.openvino.network import IRNetwork
 
@@ -320,6 +322,21 @@ def test_convolution_derivatives_match_finite_differences_in_both_modes(tmp_path
     torch.testing.assert_close(
         torch.func.vmap(push)(styles), torch.stack([push(t) for t in styles])
     )
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_prelu_derivatives_pass_torch_gradcheck_in_both_modes(channels):
+    """The executor's PReLU Function (its own rules, the slope's included) against numerical
+    derivatives, forward and reverse, batched too."""
+    generator = torch.Generator().manual_seed(0)
+    data_ = torch.randn(2, 3, 4, 5, dtype=torch.float64, generator=generator, requires_grad=True)
+    slope = torch.rand(1, channels, 1, 1, dtype=torch.float64, generator=generator)
+    slope.requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        ops._PReLU.apply, (data_, slope), check_forward_ad=True, check_batched_grad=True
+    )
+    expected = F.prelu(data_, slope.reshape(-1))
+    torch.testing.assert_close(ops._PReLU.apply(data_, slope), expected, rtol=0, atol=0)
 
 
 # -- bad files --------------------------------------------------------------------------------
