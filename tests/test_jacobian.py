@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from lowrankgan import jacobian_gram, load_model
+from lowrankgan.core import jacobian as jac
 from lowrankgan.core.gram import gram_from_field, mask_weights, sketch_gram
 from lowrankgan.core.jacobian import analysis_view, chunk_size_for, jacobian_field
 from lowrankgan.models.base import Model
@@ -65,6 +66,40 @@ def test_chunking_does_not_change_the_field(chunk):
     latent = model.sample_latent(0)
     whole = jacobian_field(model, latent, chunk_size=24)
     torch.testing.assert_close(jacobian_field(model, latent, chunk_size=chunk), whole)
+
+
+def test_chunks_of_one_are_linearised_and_give_the_same_field(faces, monkeypatch):
+    """Chunks of one tangent (big networks on a CPU) run through `torch.func.linearize`."""
+    calls: list[int] = []
+    original = jac.linearized_view
+
+    def spy(*args):
+        push = original(*args)
+        calls.append(push is not None)
+        return push
+
+    monkeypatch.setattr(jac, "linearized_view", spy)
+    latent = faces.sample_latent(3)
+    one = jacobian_field(faces, latent, chunk_size=1)
+    assert calls == [True]
+    whole = jacobian_field(faces, latent, chunk_size=faces.latent_dim)
+    torch.testing.assert_close(one, whole, rtol=1e-5, atol=1e-6)
+    assert calls == [True]  # a single chunk needs no linearisation
+
+
+def test_a_network_that_cannot_be_traced_falls_back_to_eager_products():
+    model = structured_model(torch.float64)
+    plain = model.synthesis_fn
+
+    def branching(network, latents, condition):
+        # Python control flow on a tensor value: tracing cannot follow it
+        return plain(network, latents, condition) * (2.0 if bool(latents.sum() > -1e9) else 1.0)
+
+    branchy = dataclasses.replace(model, synthesis_fn=branching)
+    latent = model.sample_latent(0)
+    assert jac.linearized_view(branchy, latent.reshape(1, -1)) is None
+    field = jacobian_field(branchy, latent, chunk_size=1)
+    torch.testing.assert_close(field, 2.0 * jacobian_field(model, latent, chunk_size=1))
 
 
 def test_downsampled_fused_gram_matches_reference_of_the_view():

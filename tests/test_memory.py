@@ -83,7 +83,7 @@ def test_chunk_fits_its_target_and_is_near_the_best(monkeypatch, base, per, targ
     if efficient:
         assert chunk >= 0.75 * best, (chunk, best, measured)
     assert all(peak(k) <= target for k in measured), measured  # the probes stay within it
-    assert len(measured) <= 2 + jac._MAX_SIZING_PASSES
+    assert len(measured) <= 3 + jac._MAX_SIZING_PASSES  # warm-up, 2, 4, sizing passes
 
 
 def test_a_line_through_small_passes_would_overshoot(monkeypatch):
@@ -108,9 +108,18 @@ def test_a_pass_over_the_target_shrinks_the_chunk(monkeypatch):
 
 
 def test_a_budget_below_one_direction_gives_one(monkeypatch):
-    fake_peaks(monkeypatch, lambda k: 20e6 + 1e6 * k)
+    measured = fake_peaks(monkeypatch, lambda k: 20e6 + 1e6 * k)
     profile = ChunkProfile("forward")
     assert profile.calibrate(runner(100), torch.device("cpu"), 1.0, 100) == 1
+    assert measured == [1]  # the warm-up pass alone is over the target: no further passes
+
+
+def test_a_warm_up_within_the_target_is_not_a_point(monkeypatch):
+    """The first pass carries one-time costs: it sizes nothing unless it is already over."""
+    fake_peaks(monkeypatch, lambda k: 30e6 if k == 1 else 1e6 * k)
+    profile = ChunkProfile("forward")
+    chunk = profile.calibrate(runner(100), torch.device("cpu"), 40e6, 100)
+    assert 1 not in profile.points and 30 <= chunk <= 40
 
 
 # -- on a real network -----------------------------------------------------------------------
