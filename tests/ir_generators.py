@@ -26,9 +26,12 @@ def _modulated(x, w, channels: int, rng, name: str):
     return op1.multiply(x, scale)
 
 
-def save_style_generator(folder: Path, *, mapping: bool = True, seed: int = 0) -> Path:
+def save_style_generator(
+    folder: Path, *, mapping: bool = True, seed: int = 0, upscale: int = 1
+) -> Path:
     """Write `SynthesisNetwork.xml` (+ `MappingNetwork.xml`) into `folder`; returns the
-    synthesis XML's path."""
+    synthesis XML's path. `upscale` > 1 enlarges the 16-px image by that factor (nearest, a
+    grouped transposed convolution of ones): a big output at a small network's cost."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     w = op1.parameter([1, W_DIM], np.float32, name="style")
@@ -48,6 +51,11 @@ def save_style_generator(folder: Path, *, mapping: bool = True, seed: int = 0) -
         x, _const(rng.standard_normal((1, 6, 3, 2, 2)) * 0.3), [2, 2], None, [0, 0], [0, 0]
     )
     image = op1.tanh(x)
+    if upscale > 1:
+        ones = _const(np.ones((3, 1, 1, upscale, upscale)))
+        image = op1.group_convolution_backprop_data(
+            image, ones, [upscale, upscale], None, [0, 0], [0, 0]
+        )
     synthesis = folder / "SynthesisNetwork.xml"
     ov.save_model(ov.Model([image], [w], "synthesis"), synthesis, compress_to_fp16=False)
     if mapping:

@@ -114,6 +114,27 @@ def test_analyze_and_edit_an_ir_generator_through_the_cli(generator, run_main, t
         assert npz["achieved"][0] == pytest.approx(0.05, rel=1e-3)
 
 
+def test_edits_of_a_model_sketched_by_default_go_one_shot_and_say_so(run_main, tmp_path):
+    """Over 256 px on a CPU, path-following (an exact field per step) is opt-in."""
+    big = save_style_generator(tmp_path / "big", upscale=32)  # 512 x 512
+    out = tmp_path / "edit"
+    args = ("edit", "--model", str(big), "--seed", "1", "--region", "center",
+            "--strengths", "-1,0,1", "--out")  # fmt: skip
+    run = run_main(*args, out)
+    assert run.returncode == 0, run.stderr
+    assert "editing one-shot" in run.stderr and "--path-following" in run.stderr
+    assert json.loads((out / "edits.json").read_text())["mode"] == "one-shot"
+    run = run_main(*args, tmp_path / "path", "--path-following", "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    assert json.loads((tmp_path / "path" / "edits.json").read_text())["mode"] == "path-following"
+    exact = tmp_path / "exact"
+    run = run_main("edit", "--model", str(big), "--seed", "1", "--region", "center",
+                   "--strengths", "1", "--exact", "--out", exact)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads((exact / "edits.json").read_text())["mode"] == "path-following"
+
+
 def test_the_authors_directions_ship_as_package_data():
     assert authors_directions() == [
         "ffhq1024/expression", "ffhq1024/eyes_size", "ffhq1024/mouth_open", "ffhq1024/nose",

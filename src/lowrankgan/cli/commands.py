@@ -49,6 +49,7 @@ from lowrankgan.pipeline.analysis import (
 from lowrankgan.pipeline.editing import (
     DEFAULT_STEP,
     check_edit_work,
+    default_one_shot,
     edit_analysis,
     edit_many,
 )
@@ -279,7 +280,14 @@ def _analysis_for_edit(  # noqa: ANN001
     default=None,
     help="How far the search for a --change may go in the latent space [default: 3 sqrt(d)].",
 )
-@click.option("--one-shot", is_flag=True, help="Straight line instead of path-following.")
+@click.option(
+    "--one-shot/--path-following",
+    "one_shot",
+    default=None,
+    help="A straight line, or path-following (an exact Jacobian field per step and image) "
+    "[default: path-following; one-shot where analyses are sketched by default: models "
+    "over 256 px on a CPU].",
+)
 @click.option("--step", type=float, default=DEFAULT_STEP, show_default=True)
 @click.option(
     "--seeds", type=SEEDS, default=None, help="Apply the direction to these seeds, e.g. 0-15."
@@ -333,15 +341,25 @@ def edit_command(
     work = {"step": step, "max_strength": max_strength, "images": images}
     # Before the model is loaded, all that does not need its size (a change's default
     # search bound does); then all of it.
-    check_edit_work(**asked, dim=1, one_shot_edit=one_shot or changes is not None, **work)
+    # (an undecided mode is checked as the lighter one-shot edit until the model decides it)
+    lenient = one_shot is not False or changes is not None
+    check_edit_work(**asked, dim=1, one_shot_edit=lenient, **work)
     check_writable_dir(out)
     model = _model(model_name, checkpoint, class_, device, kw)
+    settings = settings_from_options(model, **kw)
+    if one_shot is None:
+        one_shot = default_one_shot(model, settings)
+        if one_shot and not quiet:
+            click.echo(
+                "editing one-shot: path-following needs an exact Jacobian field per step, "
+                "minutes each for this model on a CPU (--path-following to insist)",
+                err=True,
+            )
     check_edit_work(**asked, dim=model.latent_dim, one_shot_edit=one_shot, **work)
     if analysis_path is not None and seed is None and latent is None:
         z = None
     else:
         z, _ = _latent(model, seed, latent)
-    settings = settings_from_options(model, **kw)
     if direction_file is not None:
         if analysis_path is not None:
             raise UserInputError("give either --direction-file or --analysis, not both")

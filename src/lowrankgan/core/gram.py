@@ -236,8 +236,14 @@ class _ReversePasses:
         if self._pull is None:
             view = view_function(self.model, self.size, self.fuse)
             with torch.enable_grad():
-                _, pull = torch.func.vjp(view, self.point)
-            self._pull = torch.func.vmap(lambda c: pull(c.to(self.dtype))[0][0])
+                _, self._pull = torch.func.vjp(view, self.point)
+        pull = self._pull
+
+        def push_back(chunk: torch.Tensor) -> torch.Tensor:
+            if chunk.shape[0] == 1:  # without vmap, the network keeps its fastest layouts
+                return pull(chunk[0].to(self.dtype))[0]
+            return torch.func.vmap(lambda c: pull(c.to(self.dtype))[0][0])(chunk)
+
         ranges = range(0, cotangents.shape[0], step)
         # as jacobian_field: each chunk starts from a trimmed heap on the CPU
         trim = not self.chunk_size and self.model.device.type == "cpu" and len(ranges) > 1
@@ -245,7 +251,7 @@ class _ReversePasses:
         for start in tqdm(ranges, desc="Sketch", disable=not self.progress or len(ranges) < 2):
             if trim:
                 trim_heap()
-            parts.append(self._pull(cotangents[start : start + step]).detach())
+            parts.append(push_back(cotangents[start : start + step]).detach())
         return torch.cat(parts)
 
 

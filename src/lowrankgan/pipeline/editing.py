@@ -10,6 +10,7 @@ changes were asked for, whether each was reached. One-shot edits move in a strai
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -35,7 +36,7 @@ from lowrankgan.pipeline.edits import (
     one_shot_to_changes,
 )
 from lowrankgan.pipeline.path import DEFAULT_STEP, check_path_work, follow_path
-from lowrankgan.pipeline.settings import AnalysisSettings, resolved_settings
+from lowrankgan.pipeline.settings import AnalysisSettings, gram_sketch, resolved_settings
 from lowrankgan.ranges import parse_numbers
 from lowrankgan.regions import RegionSpec, complement, region_mask
 
@@ -43,11 +44,20 @@ __all__ = [
     "DEFAULT_STEP",
     "Edits",
     "check_edit_work",
+    "default_one_shot",
     "edit",
     "edit_analysis",
     "edit_many",
     "parse_strengths",
 ]
+
+
+def default_one_shot(model: Model, settings: AnalysisSettings) -> bool:
+    """Whether edits of `model` go one-shot unless asked otherwise: where its analyses are
+    sketched by default (over 256 px on a CPU, `gram_sketch`), path-following would compute
+    an exact Jacobian field per step and image (1024 px on 2 cores: about 9 minutes each).
+    An explicit `exact` setting keeps path-following."""
+    return gram_sketch(model, dataclasses.replace(settings, sketch=None)) is not None
 
 
 def parse_strengths(text: str) -> list[float]:
