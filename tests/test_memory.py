@@ -305,3 +305,23 @@ def test_path_gradient_is_computed_in_float64_blocks(monkeypatch):
     monkeypatch.undo()
     assert max(converted) <= 4 and sum(c for c in converted if c != 3) == 30, converted
     torch.testing.assert_close(blocked, whole, rtol=1e-13, atol=1e-12)
+
+
+
+def test_a_reused_heap_raises_the_thresholds_once_and_settles_them_after(monkeypatch):
+    """Nested blocks set glibc's thresholds once; the outermost exit settles them where
+    glibc's moving ones end and trims the heap (the speed is measured in make bench)."""
+    calls: list[tuple] = []
+    functions = {
+        "mallopt": lambda option, value: calls.append(("mallopt", option, value)) or 1,
+        "malloc_trim": lambda pad: calls.append(("trim", pad)) or 1,
+    }
+    monkeypatch.setattr(jac, "_libc_function", functions.get)
+    with jac.reused_heap():
+        with jac.reused_heap():
+            pass
+        assert calls == [("mallopt", -3, 1 << 30), ("mallopt", -1, (1 << 31) - 1)]
+    assert calls[2:] == [("mallopt", -3, 32 << 20), ("mallopt", -1, 64 << 20), ("trim", 0)]
+    monkeypatch.setattr(jac, "_libc_function", lambda name: None)
+    with jac.reused_heap():  # no glibc: nothing to do
+        pass

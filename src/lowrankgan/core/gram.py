@@ -7,12 +7,20 @@ a few forward and reverse products instead of the whole field.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lowrankgan.core import precision
-from lowrankgan.core.jacobian import chunk_size_for, jacobian_field, trim_heap, view_function
+from lowrankgan.core.jacobian import (
+    chunk_size_for,
+    jacobian_field,
+    reused_heap,
+    trim_heap,
+    view_function,
+)
 from lowrankgan.core.precision import exact_math
 from lowrankgan.models.base import Model
 
@@ -245,13 +253,17 @@ class _ReversePasses:
             return torch.func.vmap(lambda c: pull(c.to(self.dtype))[0][0])(chunk)
 
         ranges = range(0, cotangents.shape[0], step)
-        # as jacobian_field: each chunk starts from a trimmed heap on the CPU
-        trim = not self.chunk_size and self.model.device.type == "cpu" and len(ranges) > 1
+        # as jacobian_field: each chunk starts from a trimmed heap on the CPU, chunks of one
+        # (big networks) reuse one heap
+        cpu = self.model.device.type == "cpu"
+        single = cpu and step == 1
+        trim = not self.chunk_size and cpu and len(ranges) > 1 and not single
         parts = []
-        for start in tqdm(ranges, desc="Sketch", disable=not self.progress or len(ranges) < 2):
-            if trim:
-                trim_heap()
-            parts.append(push_back(cotangents[start : start + step]).detach())
+        with reused_heap() if single else contextlib.nullcontext():
+            for start in tqdm(ranges, desc="Sketch", disable=not self.progress or len(ranges) < 2):
+                if trim:
+                    trim_heap()
+                parts.append(push_back(cotangents[start : start + step]).detach())
         return torch.cat(parts)
 
 
