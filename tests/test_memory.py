@@ -307,7 +307,6 @@ def test_path_gradient_is_computed_in_float64_blocks(monkeypatch):
     torch.testing.assert_close(blocked, whole, rtol=1e-13, atol=1e-12)
 
 
-
 def test_a_reused_heap_raises_the_thresholds_once_and_settles_them_after(monkeypatch):
     """Nested blocks set glibc's thresholds once; the outermost exit settles them where
     glibc's moving ones end and trims the heap (the speed is measured in make bench)."""

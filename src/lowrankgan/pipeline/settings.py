@@ -127,11 +127,12 @@ def resolved_settings(model: Model, settings: AnalysisSettings) -> AnalysisSetti
     return AnalysisSettings(**{**settings.__dict__, "size": size})
 
 
-#: Products of the default sketch of big models on a CPU: the exact Gram of a 1024-px
-#: MobileStyleGAN face takes 512 forward-mode passes (about 45 min on 2 cores); 16 give its
-#: region's top-5 principal space within 2.5-6 degrees in about 1/13 of that, with directions
-#: that leak 2-4x more than exact ones (docs/benchmarks.md).
-CPU_DEFAULT_SKETCH = 16
+#: Products of the default sketch of big models on a CPU. On the 1024-px MobileStyleGAN's
+#: exact fields (seed 0, 4 sketch seeds) the region test puts the eyes', mouth's and nose's
+#: top-5 principal spaces within 1.9 degrees of exact with 28, against up to 8.6 with 20 and
+#: 15 with 16 (the eyes' 5th and 6th eigenvalues are 6% apart); timings in
+#: docs/benchmarks.md.
+CPU_DEFAULT_SKETCH = 28
 
 
 def gram_sketch(model: Model, settings: AnalysisSettings) -> int | None:
