@@ -113,7 +113,13 @@ def batched_jvp(
     def push(tangent: torch.Tensor) -> torch.Tensor:
         return torch.func.jvp(view, (point,), (tangent.unsqueeze(0),))[1]
 
-    return torch.func.vmap(push)
+    mapped = torch.func.vmap(push)
+
+    def batched(tangents: torch.Tensor) -> torch.Tensor:
+        # one tangent without vmap: networks keep their fastest layouts (openvino ops)
+        return push(tangents[0]).unsqueeze(0) if tangents.shape[0] == 1 else mapped(tangents)
+
+    return batched
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,6 +353,8 @@ def chunk_size_for(
             with torch.enable_grad():
                 out, pull = torch.func.vjp(view, point)
             cotangents = torch.ones(k, *out.shape, device=out.device, dtype=out.dtype)
+            if k == 1:  # as sketch_gram pulls a chunk of one: without vmap
+                return pull(cotangents[0])[0]
             return torch.func.vmap(lambda c: pull(c)[0][0])(cotangents)
 
     with exact_math(), _CALIBRATION_LOCK:
