@@ -66,3 +66,15 @@ def test_a_model_is_traced_once_per_view():
         expected = torch.func.jvp(_view(model), (point,), (tangent.unsqueeze(0),))[1]
         torch.testing.assert_close(push(tangent), expected, rtol=1e-12, atol=1e-12)
     assert len(jac._PROGRAMS[id(model)]) == 1
+
+
+def test_a_models_programs_go_with_it():
+    import gc
+
+    model = structured_model(torch.float64)
+    key = id(model)
+    assert jac.linearized_view(model, model.sample_latent(0).reshape(1, -1)) is not None
+    assert key in jac._PROGRAMS
+    del model
+    gc.collect()
+    assert key not in jac._PROGRAMS  # the program does not keep its model alive

@@ -55,7 +55,7 @@ __all__ = [
 def default_one_shot(model: Model, settings: AnalysisSettings) -> bool:
     """Whether edits of `model` go one-shot unless asked otherwise: where its analyses are
     sketched by default (over 256 px on a CPU, `gram_sketch`), path-following would compute
-    an exact Jacobian field per step and image (1024 px on 2 cores: about 9 minutes each).
+    an exact Jacobian field per step and image (1024 px on 2 cores: about 6 minutes each).
     An explicit `exact` setting keeps path-following."""
     return gram_sketch(model, dataclasses.replace(settings, sketch=None)) is not None
 
