@@ -128,11 +128,11 @@ def resolved_settings(model: Model, settings: AnalysisSettings) -> AnalysisSetti
 
 
 #: Products of the default sketch of big models on a CPU. On the 1024-px MobileStyleGAN's
-#: exact fields (seed 0, 4 sketch seeds) the region test puts the eyes', mouth's and nose's
-#: top-5 principal spaces within 1.9 degrees of exact with 28, against up to 8.6 with 20 and
-#: 15 with 16 (the eyes' 5th and 6th eigenvalues are 6% apart); timings in
-#: docs/benchmarks.md.
-CPU_DEFAULT_SKETCH = 28
+#: exact field (seed 0; 4 sketch seeds) the region test puts the eyes', mouth's and nose's
+#: top-5 principal spaces within 3.2 degrees of exact with 25 (1.9 with 26-28), against up
+#: to 6.1 with 24, 8.6 with 20 and 15 with 16 (the eyes' 5th and 6th eigenvalues are 6%
+#: apart); each product more costs about 4.6 s on 2 cores (docs/benchmarks.md).
+CPU_DEFAULT_SKETCH = 25
 
 
 def gram_sketch(model: Model, settings: AnalysisSettings) -> int | None:
