@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import gc
 import math
 import sys
 import threading
@@ -632,11 +631,9 @@ def jacobian_field(
                     dtype = torch.promote_types(block.dtype, torch.float32)
                     field = torch.empty((count, *block.shape[1:]), device=block.device, dtype=dtype)
                 field[start : start + block.shape[0]] = block
-    # A linearised network is a traced graph with reference cycles holding the point's
-    # activations (gigabytes at 1024 px): freed now, not at the next collection.
-    if push is not None:
-        del batched, push
-        gc.collect()
+    # The products' kept values (the point's activations, gigabytes at 1024 px) go before
+    # the heap is trimmed.
+    batched = push = None  # type: ignore[assignment]
     if trim:
         trim_heap()
     assert field is not None
