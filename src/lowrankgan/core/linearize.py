@@ -50,6 +50,9 @@ class TangentProgram:
         needed = {a for n in self.tangent_nodes for a in n.all_input_nodes if a not in varying}
         self.fixed_nodes = _ancestors(needed, nodes)
         self.kept = needed
+        # values are dropped after their last reader, in both phases (at 1024 px the
+        # point's activations would otherwise all be alive at once)
+        self.fixed_frees = _last_uses(self.fixed_nodes, set(self.fixed_nodes) - needed)
         self.frees = _last_uses(self.tangent_nodes, varying)
 
     def at(self, point: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -57,6 +60,8 @@ class TangentProgram:
         values: dict[fx.Node, object] = {self.point_node: point}
         for node in self.fixed_nodes:
             values[node] = self._run(node, values)
+            for done in self.fixed_frees.get(node, ()):
+                del values[done]
         kept = {node: values[node] for node in self.kept}
         del values
 
@@ -122,13 +127,13 @@ def _ancestors(targets: set[fx.Node], order: list[fx.Node]) -> list[fx.Node]:
     return [n for n in order if n in seen and n.op in ("call_function", "get_attr")]
 
 
-def _last_uses(program: list[fx.Node], varying: set[fx.Node]) -> dict[fx.Node, list[fx.Node]]:
-    """For each node of `program`, the tangent values no later node reads: freed after it
-    (the output is read after the program and never freed)."""
+def _last_uses(program: list[fx.Node], freeable: set[fx.Node]) -> dict[fx.Node, list[fx.Node]]:
+    """For each node of `program`, the `freeable` values no later node of it reads: freed
+    after it (the output is read after the program and never freed)."""
     last: dict[fx.Node, fx.Node] = {}
     for node in program:
         for arg in node.all_input_nodes:
-            if arg in varying and arg.op != "placeholder":
+            if arg in freeable and arg.op != "placeholder":
                 last[arg] = node
     frees: dict[fx.Node, list[fx.Node]] = {}
     for value, node in last.items():
